@@ -1,0 +1,1 @@
+//! The connect-harness library: scenario engine, instrumented origins, reports.

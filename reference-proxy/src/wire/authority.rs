@@ -1,0 +1,334 @@
+//! `uri-host ":" port` (RFC 9112 §3.2.3, RFC 3986 §3.2), strictly: one spelling per destination.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::error::AuthorityError;
+
+/// The host part of an authority, borrowed from the request where it is a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host<'a> {
+    /// A DNS name, exactly as sent (ASCII; case preserved).
+    Name(&'a str),
+    Ipv4(Ipv4Addr),
+    Ipv6(Ipv6Addr),
+}
+
+impl fmt::Display for Host<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Name(n) => f.write_str(n),
+            Host::Ipv4(a) => write!(f, "{a}"),
+            Host::Ipv6(a) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+/// A CONNECT destination: host and mandatory port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authority<'a> {
+    pub host: Host<'a>,
+    pub port: u16,
+}
+
+impl fmt::Display for Authority<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// A Host header field value: `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 9110 §7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostField<'a> {
+    pub host: Host<'a>,
+    /// `None` when the port (or the colon) is absent; RFC 3986 allows an empty port, read here as absent.
+    pub port: Option<u16>,
+}
+
+/// Parses a CONNECT request-target in authority-form. The port is mandatory and in 1..=65535.
+pub fn parse_authority(input: &[u8]) -> Result<Authority<'_>, AuthorityError> {
+    let (host, port) = split(input)?;
+    let port = port.ok_or(AuthorityError::MissingPort)?;
+    Ok(Authority {
+        host,
+        port: parse_port(port)?,
+    })
+}
+
+/// Parses a Host header field value. The port is optional; when present it must be a valid port number.
+pub fn parse_host_field(input: &[u8]) -> Result<HostField<'_>, AuthorityError> {
+    let (host, port) = split(input)?;
+    let port = match port {
+        None | Some(b"") => None,
+        Some(p) => Some(parse_port(p)?),
+    };
+    Ok(HostField { host, port })
+}
+
+/// Splits into a parsed host and the raw port text after the colon (None when there is no colon).
+fn split(input: &[u8]) -> Result<(Host<'_>, Option<&[u8]>), AuthorityError> {
+    if input.is_empty() {
+        return Err(AuthorityError::Empty);
+    }
+    if input.contains(&b'@') {
+        return Err(AuthorityError::Userinfo);
+    }
+    if input.iter().any(|b| matches!(b, b'/' | b'?' | b'#')) {
+        return Err(AuthorityError::TrailingGarbage);
+    }
+    if input[0] == b'[' {
+        let close = memchr::memchr(b']', input).ok_or(AuthorityError::UnclosedBracket)?;
+        let inside = &input[1..close];
+        let host = parse_ip_literal(inside)?;
+        return match &input[close + 1..] {
+            [] => Ok((host, None)),
+            [b':', port @ ..] => Ok((host, Some(port))),
+            _ => Err(AuthorityError::TrailingGarbage),
+        };
+    }
+    let (host, port) = match memchr::memchr(b':', input) {
+        None => (input, None),
+        Some(colon) => {
+            let rest = &input[colon + 1..];
+            if rest.contains(&b':') {
+                // `::1:443` or `host:443:443`: say which, since the first is a common client mistake.
+                let last = memchr::memrchr(b':', input).unwrap_or(colon);
+                if is_ipv6(&input[..last]) || is_ipv6(input) {
+                    return Err(AuthorityError::UnbracketedIpv6);
+                }
+                return Err(AuthorityError::InvalidPort);
+            }
+            (&input[..colon], Some(rest))
+        }
+    };
+    Ok((parse_host_name_or_ipv4(host)?, port))
+}
+
+fn is_ipv6(text: &[u8]) -> bool {
+    std::str::from_utf8(text).is_ok_and(|s| s.parse::<Ipv6Addr>().is_ok())
+}
+
+fn parse_ip_literal(inside: &[u8]) -> Result<Host<'static>, AuthorityError> {
+    if inside.contains(&b'%') {
+        return Err(AuthorityError::ZoneId);
+    }
+    if matches!(inside.first(), Some(b'v' | b'V')) {
+        return Err(AuthorityError::IpvFuture);
+    }
+    let text = std::str::from_utf8(inside).map_err(|_| AuthorityError::InvalidIpv6)?;
+    if let Ok(addr) = text.parse::<Ipv6Addr>() {
+        return Ok(Host::Ipv6(addr));
+    }
+    if text
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        && text.contains(':')
+    {
+        return Err(AuthorityError::InvalidIpv6);
+    }
+    Err(AuthorityError::BracketedNotIpv6)
+}
+
+fn parse_port(port: &[u8]) -> Result<u16, AuthorityError> {
+    if port.is_empty() {
+        return Err(AuthorityError::EmptyPort);
+    }
+    if !port.iter().all(u8::is_ascii_digit) {
+        return Err(AuthorityError::InvalidPort);
+    }
+    if port.len() > 1 && port[0] == b'0' {
+        return Err(AuthorityError::PortLeadingZero);
+    }
+    if port.len() > 5 {
+        return Err(AuthorityError::PortOutOfRange);
+    }
+    let value = port
+        .iter()
+        .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+    match value {
+        1..=65535 => Ok(value as u16),
+        _ => Err(AuthorityError::PortOutOfRange),
+    }
+}
+
+fn parse_host_name_or_ipv4(host: &[u8]) -> Result<Host<'_>, AuthorityError> {
+    if host.is_empty() {
+        return Err(AuthorityError::Empty);
+    }
+    if let Some(addr) = parse_dotted_decimal(host) {
+        return Ok(Host::Ipv4(addr));
+    }
+    if host.contains(&b'%') {
+        return Err(AuthorityError::PercentEncoded);
+    }
+    if host.len() > 253 {
+        return Err(AuthorityError::HostTooLong);
+    }
+    // One trailing dot (a fully qualified name) is allowed; empty labels elsewhere are not.
+    let body = host.strip_suffix(b".").unwrap_or(host);
+    let mut last_label: &[u8] = b"";
+    for label in body.split(|&b| b == b'.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(AuthorityError::InvalidRegName);
+        }
+        last_label = label;
+    }
+    // WHATWG URL's rule: a name ending in a numeric label is an IPv4 address in some other spelling.
+    let numeric = last_label.iter().all(u8::is_ascii_digit)
+        || (last_label.len() > 1
+            && (last_label.starts_with(b"0x") || last_label.starts_with(b"0X"))
+            && last_label[2..].iter().all(u8::is_ascii_hexdigit));
+    if numeric {
+        return Err(AuthorityError::AmbiguousNumericHost);
+    }
+    // Validated as ASCII above.
+    Ok(Host::Name(
+        std::str::from_utf8(host).map_err(|_| AuthorityError::InvalidRegName)?,
+    ))
+}
+
+/// RFC 3986 IPv4address: four dec-octets, no leading zeros.
+fn parse_dotted_decimal(host: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = host.split(|&b| b == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        if part.len() > 1 && part[0] == b'0' {
+            return None;
+        }
+        let v = part
+            .iter()
+            .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+        *octet = u8::try_from(v).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Ipv4Addr::from(octets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use AuthorityError as E;
+
+    fn ok(s: &str) -> Authority<'_> {
+        parse_authority(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+    fn err(s: &str) -> AuthorityError {
+        parse_authority(s.as_bytes()).expect_err(s)
+    }
+
+    #[test]
+    fn accepts_the_three_host_kinds() {
+        // RFC 9112 §3.2.3: authority-form = uri-host ":" port; RFC 3986 §3.2.2 host kinds.
+        assert_eq!(ok("example.test:443").host, Host::Name("example.test"));
+        assert_eq!(
+            ok("127.0.0.1:8080"),
+            Authority {
+                host: Host::Ipv4(Ipv4Addr::LOCALHOST),
+                port: 8080
+            }
+        );
+        assert_eq!(ok("[::1]:1").host, Host::Ipv6(Ipv6Addr::LOCALHOST));
+        assert_eq!(ok("[::ffff:127.0.0.1]:65535").port, 65535);
+        assert_eq!(ok("localhost.:443").host, Host::Name("localhost."));
+        assert_eq!(ok("a_b-c.test:443").to_string(), "a_b-c.test:443");
+        assert_eq!(ok("[::1]:443").to_string(), "[::1]:443");
+    }
+
+    #[test]
+    fn port_is_mandatory_and_in_range() {
+        // RFC 9110 §9.3.6: no default port; empty or invalid port MUST be rejected.
+        assert_eq!(err("example.test"), E::MissingPort);
+        assert_eq!(err("[::1]"), E::MissingPort);
+        assert_eq!(err("example.test:"), E::EmptyPort);
+        assert_eq!(err("example.test:0"), E::PortOutOfRange);
+        assert_eq!(err("example.test:65536"), E::PortOutOfRange);
+        assert_eq!(err("example.test:99999"), E::PortOutOfRange);
+        assert_eq!(err("example.test:4294967739"), E::PortOutOfRange);
+        for bad in ["-1", "+443", "0x1bb", "44 3", "443a", "４４３"] {
+            assert_eq!(err(&format!("example.test:{bad}")), E::InvalidPort, "{bad}");
+        }
+        assert_eq!(err("example.test:443:443"), E::InvalidPort);
+        assert_eq!(err("example.test:0443"), E::PortLeadingZero);
+    }
+
+    #[test]
+    fn no_userinfo_path_or_garbage() {
+        // RFC 9112 §3.2.3 and App. C.3: userinfo is no longer allowed.
+        assert_eq!(err("user:pw@example.test:443"), E::Userinfo);
+        assert_eq!(err("@example.test:443"), E::Userinfo);
+        for g in [
+            "example.test:443/",
+            "example.test:443/p",
+            "example.test:443?q",
+            "example.test:443#f",
+        ] {
+            assert_eq!(err(g), E::TrailingGarbage, "{g}");
+        }
+        assert_eq!(err("[::1]443"), E::TrailingGarbage);
+        assert_eq!(err("example.test:443;x"), E::InvalidPort);
+    }
+
+    #[test]
+    fn ip_literals_are_strict() {
+        // RFC 3986 §3.2.2: only IPv6/IPvFuture in brackets; RFC 6874 zone ids are not in RFC 9112's grammar.
+        assert_eq!(err("[fe80::1%25eth0]:443"), E::ZoneId);
+        assert_eq!(err("[fe80::1%eth0]:443"), E::ZoneId);
+        assert_eq!(err("[v1.x]:443"), E::IpvFuture);
+        assert_eq!(err("[127.0.0.1]:443"), E::BracketedNotIpv6);
+        assert_eq!(err("[target.test]:443"), E::BracketedNotIpv6);
+        assert_eq!(err("[::1:443"), E::UnclosedBracket);
+        assert_eq!(err("[::g]:443"), E::InvalidIpv6);
+        assert_eq!(err("::1:443"), E::UnbracketedIpv6);
+    }
+
+    #[test]
+    fn names_are_dns_names() {
+        assert_eq!(err("exa%6Dple.test:443"), E::PercentEncoded);
+        assert_eq!(err("t\u{e9}st.test:443"), E::InvalidRegName);
+        assert_eq!(err("a..b:443"), E::InvalidRegName);
+        assert_eq!(err("a\\b:443"), E::InvalidRegName);
+        assert_eq!(err(":443"), E::Empty);
+        assert_eq!(err(""), E::Empty);
+        assert_eq!(
+            err(&format!("{}.test:443", "a".repeat(64))),
+            E::InvalidRegName
+        );
+        assert_eq!(err(&format!("{}:443", "a.".repeat(127))), E::HostTooLong);
+    }
+
+    #[test]
+    fn other_ipv4_spellings_are_refused() {
+        // RFC 3986 §7.4: resolvers read these as addresses; a policy checking names would be bypassed.
+        for s in [
+            "127.1:443",
+            "0x7f.0.0.1:443",
+            "0177.0.0.1:443",
+            "2130706433:443",
+            "127.0.0.01:443",
+            "1.2.3.256:443",
+        ] {
+            assert_eq!(err(s), E::AmbiguousNumericHost, "{s}");
+        }
+    }
+
+    #[test]
+    fn host_field_port_is_optional() {
+        // RFC 9112 §3.2: Host = uri-host [ ":" port ].
+        assert_eq!(parse_host_field(b"proxy.test").unwrap().port, None);
+        assert_eq!(parse_host_field(b"proxy.test:").unwrap().port, None);
+        assert_eq!(parse_host_field(b"[::1]:8443").unwrap().port, Some(8443));
+        assert_eq!(parse_host_field(b"a b"), Err(E::InvalidRegName));
+        assert_eq!(parse_host_field(b"u@proxy.test"), Err(E::Userinfo));
+    }
+}

@@ -1,0 +1,22 @@
+//! The strict HTTP/1 request-head parser: no I/O, no allocation per request once warmed up, fuzzed.
+//!
+//! Strictness is deliberate. Where RFC 9112 lets a recipient choose between rejecting and repairing input (bare
+//! LF line ends, obs-fold, CR or NUL in values, whitespace before the first field) this parser rejects, because
+//! a proxy that repairs what the next hop rejects (or the reverse) is where request smuggling lives. Every
+//! rejection is a [`WireError`] variant naming the rule and the status code to send.
+
+mod authority;
+mod chars;
+mod error;
+pub mod fuzz;
+mod head;
+pub mod oracle;
+
+pub use authority::{Authority, Host, HostField, parse_authority, parse_host_field};
+pub use error::{AuthorityError, TargetForm, WireError};
+pub use head::{
+    Field, HeadParser, Limits, Progress, RequestHead, Version, parse_head, target_form,
+};
+
+#[cfg(test)]
+mod tests;
