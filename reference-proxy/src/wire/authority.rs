@@ -119,11 +119,7 @@ fn parse_ip_literal(inside: &[u8]) -> Result<Host<'static>, AuthorityError> {
     if let Ok(addr) = text.parse::<Ipv6Addr>() {
         return Ok(Host::Ipv6(addr));
     }
-    if text
-        .bytes()
-        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        && text.contains(':')
-    {
+    if text.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') && text.contains(':') {
         return Err(AuthorityError::InvalidIpv6);
     }
     Err(AuthorityError::BracketedNotIpv6)
@@ -142,9 +138,7 @@ fn parse_port(port: &[u8]) -> Result<u16, AuthorityError> {
     if port.len() > 5 {
         return Err(AuthorityError::PortOutOfRange);
     }
-    let value = port
-        .iter()
-        .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+    let value = port.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
     match value {
         1..=65535 => Ok(value as u16),
         _ => Err(AuthorityError::PortOutOfRange),
@@ -204,9 +198,7 @@ fn parse_dotted_decimal(host: &[u8]) -> Option<Ipv4Addr> {
         if part.len() > 1 && part[0] == b'0' {
             return None;
         }
-        let v = part
-            .iter()
-            .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+        let v = part.iter().fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
         *octet = u8::try_from(v).ok()?;
     }
     if parts.next().is_some() {
@@ -300,10 +292,7 @@ mod tests {
         assert_eq!(err("a\\b:443"), E::InvalidRegName);
         assert_eq!(err(":443"), E::Empty);
         assert_eq!(err(""), E::Empty);
-        assert_eq!(
-            err(&format!("{}.test:443", "a".repeat(64))),
-            E::InvalidRegName
-        );
+        assert_eq!(err(&format!("{}.test:443", "a".repeat(64))), E::InvalidRegName);
         assert_eq!(err(&format!("{}:443", "a.".repeat(127))), E::HostTooLong);
     }
 

@@ -112,9 +112,7 @@ impl WireError {
         match self {
             WireError::RequestLineTooLong { .. } => "RFC 9112 §3",
             WireError::HeadTooLarge { .. } | WireError::TooManyFields { .. } => "RFC 6585 §5",
-            WireError::BareLf | WireError::BareCr | WireError::WhitespaceBeforeFirstField => {
-                "RFC 9112 §2.2"
-            }
+            WireError::BareLf | WireError::BareCr | WireError::WhitespaceBeforeFirstField => "RFC 9112 §2.2",
             WireError::InvalidMethod => "RFC 9110 §9.1",
             WireError::RequestLineSyntax => "RFC 9112 §3",
             WireError::InvalidTargetByte { .. } => "RFC 9112 §3.2",
@@ -128,9 +126,7 @@ impl WireError {
             WireError::MissingColon => "RFC 9112 §5",
             WireError::InvalidFieldName => "RFC 9110 §5.1",
             WireError::InvalidFieldValue { .. } => "RFC 9110 §5.5",
-            WireError::MissingHost | WireError::DuplicateHost | WireError::InvalidHost(_) => {
-                "RFC 9112 §3.2"
-            }
+            WireError::MissingHost | WireError::DuplicateHost | WireError::InvalidHost(_) => "RFC 9112 §3.2",
             WireError::ContentOnConnect { .. } => "RFC 9110 §9.3.6",
         }
     }
@@ -251,9 +247,7 @@ impl AuthorityError {
             | AuthorityError::InvalidPort
             | AuthorityError::PortOutOfRange
             | AuthorityError::PortLeadingZero => "RFC 9110 §9.3.6",
-            AuthorityError::Userinfo | AuthorityError::TrailingGarbage | AuthorityError::Empty => {
-                "RFC 9112 §3.2.3"
-            }
+            AuthorityError::Userinfo | AuthorityError::TrailingGarbage | AuthorityError::Empty => "RFC 9112 §3.2.3",
             AuthorityError::AmbiguousNumericHost => "RFC 3986 §7.4",
             _ => "RFC 3986 §3.2.2",
         }

@@ -21,10 +21,7 @@ pub fn request_head(data: &[u8]) {
             let head = whole.head(data);
             assert_eq!(head.len(), len);
             if head.is_connect() {
-                assert!(
-                    head.authority().is_some(),
-                    "accepted CONNECT without a valid authority"
-                );
+                assert!(head.authority().is_some(), "accepted CONNECT without a valid authority");
             }
         }
         let seed = data
@@ -60,10 +57,7 @@ pub fn request_head(data: &[u8]) {
 }
 
 fn is_limit(e: &WireError) -> bool {
-    matches!(
-        e,
-        WireError::RequestLineTooLong { .. } | WireError::HeadTooLarge { .. }
-    )
+    matches!(e, WireError::RequestLineTooLong { .. } | WireError::HeadTooLarge { .. })
 }
 
 /// Parses an authority; an accepted one must print to text that parses back to itself.

@@ -137,9 +137,7 @@ impl HeadParser {
             return Ok(Progress::Complete(self.line_start));
         }
         loop {
-            let Some(lf) =
-                memchr::memchr(b'\n', &buf[self.scan_from..]).map(|i| self.scan_from + i)
-            else {
+            let Some(lf) = memchr::memchr(b'\n', &buf[self.scan_from..]).map(|i| self.scan_from + i) else {
                 self.scan_from = buf.len();
                 return self.check_partial(buf).map(|()| Progress::Partial);
             };
@@ -301,9 +299,7 @@ impl HeadParser {
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             self.spans.transfer_encoding = true;
         }
-        self.spans
-            .fields
-            .push((offset..offset + colon, value_start..value_end));
+        self.spans.fields.push((offset..offset + colon, value_start..value_end));
         Ok(())
     }
 
@@ -333,11 +329,7 @@ impl HeadParser {
 
     /// The parsed head. Only meaningful after `advance` returned `Complete` for this same buffer.
     pub fn head<'a>(&'a self, buf: &'a [u8]) -> RequestHead<'a> {
-        debug_assert_eq!(
-            self.stage,
-            Stage::Done,
-            "head() before the head was complete"
-        );
+        debug_assert_eq!(self.stage, Stage::Done, "head() before the head was complete");
         RequestHead {
             buf,
             spans: &self.spans,
@@ -432,9 +424,7 @@ fn ascii(bytes: &[u8]) -> &str {
 
 fn parse_version(v: &[u8]) -> Result<Version, WireError> {
     match v {
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
-        {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] if major.is_ascii_digit() && minor.is_ascii_digit() => {
             let (major, minor) = (major - b'0', minor - b'0');
             match major {
                 // RFC 9110 §6.2: a higher minor version is processed as the highest one implemented.
@@ -471,10 +461,7 @@ fn has_scheme(target: &[u8]) -> bool {
 }
 
 /// Parses a whole head in one call with default limits; `Ok(None)` when more input is needed.
-pub fn parse_head<'a>(
-    buf: &'a [u8],
-    parser: &'a mut HeadParser,
-) -> Result<Option<RequestHead<'a>>, WireError> {
+pub fn parse_head<'a>(buf: &'a [u8], parser: &'a mut HeadParser) -> Result<Option<RequestHead<'a>>, WireError> {
     parser.reset();
     match parser.advance(buf)? {
         Progress::Partial => Ok(None),

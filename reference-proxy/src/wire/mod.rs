@@ -14,9 +14,7 @@ pub mod oracle;
 
 pub use authority::{Authority, Host, HostField, parse_authority, parse_host_field};
 pub use error::{AuthorityError, TargetForm, WireError};
-pub use head::{
-    Field, HeadParser, Limits, Progress, RequestHead, Version, parse_head, target_form,
-};
+pub use head::{Field, HeadParser, Limits, Progress, RequestHead, Version, parse_head, target_form};
 
 #[cfg(test)]
 mod tests;

@@ -68,9 +68,7 @@ pub fn check(input: &[u8]) -> Result<(), Disagreement> {
         (Ok(Progress::Complete(len)), Ok(httparse::Status::Complete(their_len))) => {
             let head = ours.head(input);
             if len != their_len {
-                return Err(Disagreement::DifferentReading {
-                    what: "head length",
-                });
+                return Err(Disagreement::DifferentReading { what: "head length" });
             }
             if Some(head.method()) != req.method {
                 return Err(Disagreement::DifferentReading { what: "method" });
@@ -82,9 +80,7 @@ pub fn check(input: &[u8]) -> Result<(), Disagreement> {
                 return Err(Disagreement::DifferentReading { what: "version" });
             }
             if head.fields().len() != req.headers.len() {
-                return Err(Disagreement::DifferentReading {
-                    what: "field count",
-                });
+                return Err(Disagreement::DifferentReading { what: "field count" });
             }
             for (a, b) in head.fields().zip(req.headers.iter()) {
                 // Both drop surrounding OWS per RFC 9112 §5; normalise in case an httparse version keeps some.
@@ -116,10 +112,7 @@ fn documented(e: &WireError) -> bool {
 }
 
 fn trim_ows(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|&b| b != b' ' && b != b'\t')
-        .unwrap_or(v.len());
+    let start = v.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(v.len());
     let end = v
         .iter()
         .rposition(|&b| b != b' ' && b != b'\t')
