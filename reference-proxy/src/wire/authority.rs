@@ -280,7 +280,8 @@ mod tests {
         assert_eq!(err("[127.0.0.1]:443"), E::BracketedNotIpv6);
         assert_eq!(err("[target.test]:443"), E::BracketedNotIpv6);
         assert_eq!(err("[::1:443"), E::UnclosedBracket);
-        assert_eq!(err("[::g]:443"), E::InvalidIpv6);
+        assert_eq!(err("[::1::2]:443"), E::InvalidIpv6);
+        assert_eq!(err("[::g]:443"), E::BracketedNotIpv6);
         assert_eq!(err("::1:443"), E::UnbracketedIpv6);
     }
 

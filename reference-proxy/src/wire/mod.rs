@@ -18,3 +18,5 @@ pub use head::{Field, HeadParser, Limits, Progress, RequestHead, Version, parse_
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod proptests;

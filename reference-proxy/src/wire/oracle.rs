@@ -40,10 +40,6 @@ pub const STRICTER_THAN_HTTPARSE: &[&str] = &[
     "too-many-fields",
     // httparse accepts obs-text (0x80..) in the request-target; we accept visible ASCII only.
     "invalid-target-byte",
-    // httparse accepts DEL in field values; RFC 9110 §5.5 field-vchar does not include it.
-    "invalid-field-value",
-    // httparse accepts other HTTP/1.x spellings? No: this covers `HTTP/2.0` style versions we answer 505 to.
-    "version-not-supported",
 ];
 
 /// How the two parsers disagreed on one input.
