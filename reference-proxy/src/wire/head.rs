@@ -145,6 +145,12 @@ impl HeadParser {
             if line_end > self.limits.max_head {
                 return Err(self.too_long_error(lf - self.line_start));
             }
+            if self.stage == Stage::RequestLine {
+                // Same order as on partial input: a bad first byte is reported before anything later in the line.
+                if let Some(err) = first_byte_error(buf[self.line_start]) {
+                    return Err(err);
+                }
+            }
             let line = &buf[self.line_start..lf];
             let Some(content) = line.strip_suffix(b"\r") else {
                 return Err(WireError::BareLf);
@@ -410,7 +416,7 @@ impl<'a> RequestHead<'a> {
 /// The error for a request line starting with a byte no method starts with (CR may begin an empty line).
 fn first_byte_error(first: u8) -> Option<WireError> {
     match first {
-        b'\r' => None,
+        b'\r' | b'\n' => None,
         b' ' | b'\t' => Some(WireError::RequestLineSyntax),
         b if !is_tchar(b) => Some(WireError::InvalidMethod),
         _ => None,

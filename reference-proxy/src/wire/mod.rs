@@ -20,3 +20,5 @@ pub use head::{Field, HeadParser, Limits, Progress, RequestHead, Version, parse_
 mod tests;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod corpus_replay;
