@@ -45,28 +45,70 @@ pub struct HostField<'a> {
     pub port: Option<u16>,
 }
 
+/// A validated host before any conversion to text: a name is the first `len` octets of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RawHost {
+    Name(usize),
+    Ipv4(Ipv4Addr),
+    Ipv6(Ipv6Addr),
+}
+
+impl RawHost {
+    pub(super) fn to_host(self, input: &[u8]) -> Host<'_> {
+        match self {
+            RawHost::Name(len) => Host::Name(super::chars::ascii_str(&input[..len])),
+            RawHost::Ipv4(a) => Host::Ipv4(a),
+            RawHost::Ipv6(a) => Host::Ipv6(a),
+        }
+    }
+}
+
 /// Parses a CONNECT request-target in authority-form. The port is mandatory and in 1..=65535.
 pub fn parse_authority(input: &[u8]) -> Result<Authority<'_>, AuthorityError> {
-    let (host, port) = split(input)?;
-    let port = port.ok_or(AuthorityError::MissingPort)?;
+    let (host, port) = authority_raw(input)?;
     Ok(Authority {
-        host,
-        port: parse_port(port)?,
+        host: host.to_host(input),
+        port,
     })
 }
 
 /// Parses a Host header field value. The port is optional; when present it must be a valid port number.
 pub fn parse_host_field(input: &[u8]) -> Result<HostField<'_>, AuthorityError> {
+    let (host, port) = host_field_raw(input)?;
+    Ok(HostField {
+        host: host.to_host(input),
+        port,
+    })
+}
+
+/// [`parse_authority`] without converting the name to text.
+pub(super) fn authority_raw(input: &[u8]) -> Result<(RawHost, u16), AuthorityError> {
+    let (host, port) = split(input)?;
+    Ok((host, parse_port(port.ok_or(AuthorityError::MissingPort)?)?))
+}
+
+/// [`parse_host_field`] without converting the name to text.
+pub(super) fn host_field_raw(input: &[u8]) -> Result<(RawHost, Option<u16>), AuthorityError> {
     let (host, port) = split(input)?;
     let port = match port {
         None | Some(b"") => None,
         Some(p) => Some(parse_port(p)?),
     };
-    Ok(HostField { host, port })
+    Ok((host, port))
 }
 
 /// Splits into a parsed host and the raw port text after the colon (None when there is no colon).
-fn split(input: &[u8]) -> Result<(Host<'_>, Option<&[u8]>), AuthorityError> {
+fn split(input: &[u8]) -> Result<(RawHost, Option<&[u8]>), AuthorityError> {
+    // Fast path for the common `name`, `name:digits`, `ipv4:digits` shapes; the rest names its error below.
+    let (host, port) = match memchr::memrchr(b':', input) {
+        Some(colon) => (&input[..colon], Some(&input[colon + 1..])),
+        None => (input, None),
+    };
+    if port.is_none_or(|p| p.iter().all(u8::is_ascii_digit)) {
+        if let Ok(host) = parse_host_name_or_ipv4(host) {
+            return Ok((host, port));
+        }
+    }
     if input.is_empty() {
         return Err(AuthorityError::Empty);
     }
@@ -105,21 +147,100 @@ fn split(input: &[u8]) -> Result<(Host<'_>, Option<&[u8]>), AuthorityError> {
 }
 
 fn is_ipv6(text: &[u8]) -> bool {
-    std::str::from_utf8(text).is_ok_and(|s| s.parse::<Ipv6Addr>().is_ok())
+    parse_ipv6(text).is_some()
 }
 
-fn parse_ip_literal(inside: &[u8]) -> Result<Host<'static>, AuthorityError> {
+/// RFC 3986 §3.2.2 IPv6address (the RFC 4291 text forms): eight h16 groups, one `::` standing for one or more
+/// zero groups, and an optional dotted-decimal IPv4 address as the last 32 bits. The fuzzer checks it against
+/// the standard library's parser.
+pub fn parse_ipv6(text: &[u8]) -> Option<Ipv6Addr> {
+    // An embedded IPv4 address is everything after the last colon, when that part has a dot.
+    let last_colon = memchr::memrchr(b':', text)?;
+    let (groups_text, v4) = match memchr::memchr(b'.', &text[last_colon..]) {
+        Some(_) => (
+            &text[..=last_colon],
+            Some(parse_dotted_decimal(&text[last_colon + 1..])?),
+        ),
+        None => (text, None),
+    };
+    let v4_groups = if v4.is_some() { 2 } else { 0 };
+    let (mut head, mut tail) = ([0u16; 8], [0u16; 8]);
+    let (mut nh, mut nt, mut gap) = (0usize, 0usize, false);
+    let b = groups_text;
+    let mut i = 0;
+    if b.starts_with(b"::") {
+        gap = true;
+        i = 2;
+    } else if b.first() == Some(&b':') {
+        return None;
+    }
+    while i < b.len() {
+        let digits = b[i..].iter().take(5).take_while(|c| c.is_ascii_hexdigit()).count();
+        if digits == 0 || digits > 4 {
+            return None;
+        }
+        if nh + nt + v4_groups >= 8 {
+            return None;
+        }
+        let value = b[i..i + digits].iter().fold(0u16, |acc, &c| (acc << 4) | hex_value(c));
+        if gap {
+            tail[nt] = value;
+            nt += 1;
+        } else {
+            head[nh] = value;
+            nh += 1;
+        }
+        i += digits;
+        match &b[i..] {
+            [] => break,
+            [b':'] if v4.is_some() => break,
+            [b':', b':', ..] if !gap => {
+                gap = true;
+                i += 2;
+            }
+            [b':', c, ..] if *c != b':' => i += 1,
+            _ => return None,
+        }
+    }
+    // Without a gap the groups must end in a separator before an IPv4 part, never in a lone `:` otherwise.
+    if v4.is_some() && !b.ends_with(b":") {
+        return None;
+    }
+    let explicit = nh + nt + v4_groups;
+    if (gap && explicit > 7) || (!gap && explicit != 8) {
+        return None;
+    }
+    let mut groups = [0u16; 8];
+    groups[..nh].copy_from_slice(&head[..nh]);
+    let tail_start = 8 - v4_groups - nt;
+    groups[tail_start..8 - v4_groups].copy_from_slice(&tail[..nt]);
+    if let Some(v4) = v4 {
+        let o = v4.octets();
+        groups[6] = u16::from_be_bytes([o[0], o[1]]);
+        groups[7] = u16::from_be_bytes([o[2], o[3]]);
+    }
+    Some(Ipv6Addr::from(groups))
+}
+
+fn hex_value(c: u8) -> u16 {
+    match c {
+        b'0'..=b'9' => u16::from(c - b'0'),
+        b'a'..=b'f' => u16::from(c - b'a' + 10),
+        _ => u16::from(c - b'A' + 10),
+    }
+}
+
+fn parse_ip_literal(inside: &[u8]) -> Result<RawHost, AuthorityError> {
     if inside.contains(&b'%') {
         return Err(AuthorityError::ZoneId);
     }
     if matches!(inside.first(), Some(b'v' | b'V')) {
         return Err(AuthorityError::IpvFuture);
     }
-    let text = std::str::from_utf8(inside).map_err(|_| AuthorityError::InvalidIpv6)?;
-    if let Ok(addr) = text.parse::<Ipv6Addr>() {
-        return Ok(Host::Ipv6(addr));
+    if let Some(addr) = parse_ipv6(inside) {
+        return Ok(RawHost::Ipv6(addr));
     }
-    if text.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') && text.contains(':') {
+    if inside.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.') && inside.contains(&b':') {
         return Err(AuthorityError::InvalidIpv6);
     }
     Err(AuthorityError::BracketedNotIpv6)
@@ -145,32 +266,49 @@ fn parse_port(port: &[u8]) -> Result<u16, AuthorityError> {
     }
 }
 
-fn parse_host_name_or_ipv4(host: &[u8]) -> Result<Host<'_>, AuthorityError> {
-    if host.is_empty() {
+/// Bytes of a DNS host name (or dotted IPv4 address) as accepted here.
+static NAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.';
+        i += 1;
+    }
+    t
+};
+
+fn parse_host_name_or_ipv4(host: &[u8]) -> Result<RawHost, AuthorityError> {
+    let Some(&last) = host.last() else {
         return Err(AuthorityError::Empty);
+    };
+    if last.is_ascii_digit() {
+        if let Some(addr) = parse_dotted_decimal(host) {
+            return Ok(RawHost::Ipv4(addr));
+        }
     }
-    if let Some(addr) = parse_dotted_decimal(host) {
-        return Ok(Host::Ipv4(addr));
+    // One pass over the labels. One trailing dot (a fully qualified name) is allowed; empty labels are not.
+    let body = host.strip_suffix(b".").unwrap_or(host);
+    let (mut label_start, mut bad, mut percent) = (0, false, false);
+    for (i, &b) in body.iter().enumerate() {
+        if b == b'.' {
+            bad |= i == label_start || i - label_start > 63;
+            label_start = i + 1;
+        } else if !NAME_BYTE[b as usize] {
+            percent |= b == b'%';
+            bad = true;
+        }
     }
-    if host.contains(&b'%') {
+    let last_label = &body[label_start..];
+    bad |= last_label.is_empty() || last_label.len() > 63;
+    if percent {
         return Err(AuthorityError::PercentEncoded);
     }
     if host.len() > 253 {
         return Err(AuthorityError::HostTooLong);
     }
-    // One trailing dot (a fully qualified name) is allowed; empty labels elsewhere are not.
-    let body = host.strip_suffix(b".").unwrap_or(host);
-    let mut last_label: &[u8] = b"";
-    for label in body.split(|&b| b == b'.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !ok {
-            return Err(AuthorityError::InvalidRegName);
-        }
-        last_label = label;
+    if bad {
+        return Err(AuthorityError::InvalidRegName);
     }
     // WHATWG URL's rule: a name ending in a numeric label is an IPv4 address in some other spelling.
     let numeric = last_label.iter().all(u8::is_ascii_digit)
@@ -180,10 +318,7 @@ fn parse_host_name_or_ipv4(host: &[u8]) -> Result<Host<'_>, AuthorityError> {
     if numeric {
         return Err(AuthorityError::AmbiguousNumericHost);
     }
-    // Validated as ASCII above.
-    Ok(Host::Name(
-        std::str::from_utf8(host).map_err(|_| AuthorityError::InvalidRegName)?,
-    ))
+    Ok(RawHost::Name(host.len()))
 }
 
 /// RFC 3986 IPv4address: four dec-octets, no leading zeros.
@@ -309,6 +444,50 @@ mod tests {
             "1.2.3.256:443",
         ] {
             assert_eq!(err(s), E::AmbiguousNumericHost, "{s}");
+        }
+    }
+
+    #[test]
+    fn ipv6_text_forms_match_std() {
+        // RFC 3986 §3.2.2 IPv6address / RFC 4291 §2.2 text forms.
+        let cases = [
+            "::",
+            "::1",
+            "1::",
+            "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7::",
+            "::2:3:4:5:6:7:8",
+            "1::8",
+            "fe80::1:2",
+            "::ffff:127.0.0.1",
+            "1:2:3:4:5:6:1.2.3.4",
+            "::1.2.3.4",
+            "1::1.2.3.4",
+            "ABCD:ef01::",
+            "0000:0::0",
+            // Invalid ones.
+            "",
+            ":",
+            ":::",
+            "1:::2",
+            "1::2::3",
+            ":1::",
+            "1:",
+            "1:2:3:4:5:6:7",
+            "1:2:3:4:5:6:7:8:9",
+            "12345::",
+            "::g",
+            "1::1.2.3",
+            "1::1.2.3.04",
+            "1:2:3:4:5:6:7:1.2.3.4",
+            "::1.2.3.4:1",
+            "1.2.3.4",
+            "::1:",
+            "1:2:3:4:5:6:7:8::",
+            "::1.2.3.4.5",
+        ];
+        for c in cases {
+            assert_eq!(parse_ipv6(c.as_bytes()), c.parse::<Ipv6Addr>().ok(), "{c:?}");
         }
     }
 

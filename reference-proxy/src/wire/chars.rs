@@ -30,10 +30,22 @@ const fn value_table() -> [bool; 256] {
 static TCHAR: [bool; 256] = tchar_table();
 static VALUE: [bool; 256] = value_table();
 
-/// RFC 9110 §5.6.2 tchar.
+/// The length of the longest prefix of tchar, four bytes per step (names and methods are short, so the
+/// bytewise loop's per-byte branch dominated parsing them).
 #[inline]
-pub fn is_tchar(b: u8) -> bool {
-    TCHAR[b as usize]
+pub fn tchar_prefix(bytes: &[u8]) -> usize {
+    let mut i = 0;
+    while i + 4 <= bytes.len() {
+        let b = &bytes[i..i + 4];
+        if !(TCHAR[b[0] as usize] & TCHAR[b[1] as usize] & TCHAR[b[2] as usize] & TCHAR[b[3] as usize]) {
+            break;
+        }
+        i += 4;
+    }
+    i + bytes[i..]
+        .iter()
+        .position(|&b| !TCHAR[b as usize])
+        .unwrap_or(bytes.len() - i)
 }
 
 /// Visible ASCII: the only bytes this parser accepts in a request-target.
@@ -42,8 +54,65 @@ pub fn is_target_byte(b: u8) -> bool {
     (0x21..=0x7e).contains(&b)
 }
 
-/// The first byte of a field value that is not field-vchar, SP or HTAB.
+/// The length of the longest prefix of visible ASCII (0x21..=0x7e), eight bytes at a time.
 #[inline]
-pub fn invalid_value_byte(value: &[u8]) -> Option<u8> {
-    value.iter().copied().find(|&b| !VALUE[b as usize])
+pub fn visible_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut done = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let x = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        let below = x.wrapping_sub(ONES * 0x21) & !x & HIGH;
+        let y = x ^ (ONES * 0x7f);
+        let is_del = y.wrapping_sub(ONES) & !y & HIGH;
+        if below | is_del | (x & HIGH) != 0 {
+            break;
+        }
+        done += 8;
+    }
+    done + bytes[done..]
+        .iter()
+        .position(|&b| !is_target_byte(b))
+        .unwrap_or(bytes.len() - done)
+}
+
+/// The length of the longest prefix of `value` made of field-vchar, SP and HTAB (RFC 9110 §5.5).
+#[inline]
+pub fn valid_value_prefix(value: &[u8]) -> usize {
+    // Eight bytes at a time: a chunk with no byte below 0x20 and no DEL is all valid (HTAB, the one allowed CTL,
+    // sends its chunk to the byte-wise check).
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut done = 0;
+    for chunk in value.chunks_exact(8) {
+        let x = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let y = x ^ (ONES * 0x7f);
+        let is_del = y.wrapping_sub(ONES) & !y & HIGH;
+        if below_space | is_del != 0 {
+            if let Some(i) = chunk.iter().position(|&b| !VALUE[b as usize]) {
+                return done + i;
+            }
+        }
+        done += 8;
+    }
+    done + value[done..]
+        .iter()
+        .position(|&b| !VALUE[b as usize])
+        .unwrap_or(value.len() - done)
+}
+
+/// Text from bytes this parser already checked to be ASCII (tchar, visible ASCII or NAME_BYTE).
+///
+/// `str::from_utf8` costs as much as the rest of parsing a short name; the check is kept in debug builds
+/// (which the fuzzers and tests use).
+#[inline]
+pub fn ascii_str(bytes: &[u8]) -> &str {
+    debug_assert!(bytes.is_ascii(), "ascii_str on non-ASCII bytes");
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8; checked just above.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    } else {
+        ""
+    }
 }

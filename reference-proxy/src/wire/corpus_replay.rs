@@ -7,10 +7,15 @@ fn files(target: &str) -> Vec<PathBuf> {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let mut out = Vec::new();
     for dir in ["corpus", "artifacts"] {
-        let Ok(entries) = std::fs::read_dir(fuzz.join(dir).join(target)) else { continue };
+        let Ok(entries) = std::fs::read_dir(fuzz.join(dir).join(target)) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
-            let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+            let hidden = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
             if path.is_file() && !hidden {
                 out.push(path);
             }
@@ -33,7 +38,10 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
 
 #[test]
 fn request_head_corpus() {
-    assert!(replay("request_head", super::fuzz::request_head) >= 10, "seed corpus missing");
+    assert!(
+        replay("request_head", super::fuzz::request_head) >= 10,
+        "seed corpus missing"
+    );
 }
 
 #[test]
@@ -43,5 +51,8 @@ fn authority_corpus() {
 
 #[test]
 fn differential_httparse_corpus() {
-    assert!(replay("differential_httparse", super::fuzz::differential_httparse) >= 10, "seed corpus missing");
+    assert!(
+        replay("differential_httparse", super::fuzz::differential_httparse) >= 10,
+        "seed corpus missing"
+    );
 }

@@ -7,8 +7,8 @@
 
 use std::ops::Range;
 
-use super::authority::{Authority, HostField, parse_authority, parse_host_field};
-use super::chars::{invalid_value_byte, is_target_byte, is_tchar};
+use super::authority::{Authority, HostField, RawHost, authority_raw, host_field_raw, parse_host_field};
+use super::chars::{tchar_prefix, valid_value_prefix, visible_prefix};
 use super::error::{TargetForm, WireError};
 
 /// Size limits. Exceeding them is an error naming the limit, never an unbounded buffer.
@@ -80,6 +80,8 @@ struct Spans {
     version: Version,
     fields: Vec<(Range<usize>, Range<usize>)>,
     host: Option<usize>,
+    /// The CONNECT destination, parsed once when the request line arrived.
+    authority: Option<(usize, RawHost, u16)>,
     content_length: bool,
     transfer_encoding: bool,
 }
@@ -95,12 +97,44 @@ impl Default for Version {
 pub struct HeadParser {
     limits: Limits,
     stage: Stage,
-    /// Start of the first line not yet consumed.
+    /// Start of the first line not yet consumed: completed lines are never scanned again.
     line_start: usize,
-    /// Where the search for the next LF resumes (at or after `line_start`).
-    scan_from: usize,
     is_connect: bool,
     spans: Spans,
+}
+
+/// What scanning one line found.
+enum Line {
+    /// The line is not complete within the bytes available.
+    Partial,
+    /// A complete line of this many octets, CRLF included.
+    Done(usize),
+}
+
+/// How far a line may extend, and the error for a line that does not end by then.
+struct Window<'b> {
+    bytes: &'b [u8],
+    /// `Some` when `bytes` was cut short by a limit rather than by the end of the input.
+    cut: Option<WireError>,
+}
+
+impl Window<'_> {
+    /// Running out of bytes: wait for more, unless a limit cut the window.
+    fn exhausted(&self) -> Result<Line, WireError> {
+        match &self.cut {
+            Some(e) => Err(e.clone()),
+            None => Ok(Line::Partial),
+        }
+    }
+
+    /// The error for a CR at `i`: a line end if LF follows, else a bare CR (RFC 9112 §2.2).
+    fn cr_at(&self, i: usize, line_end: WireError) -> Result<Line, WireError> {
+        match self.bytes.get(i + 1) {
+            None => self.exhausted(),
+            Some(b'\n') => Err(line_end),
+            Some(_) => Err(WireError::BareCr),
+        }
+    }
 }
 
 impl HeadParser {
@@ -109,7 +143,6 @@ impl HeadParser {
             limits,
             stage: Stage::RequestLine,
             line_start: 0,
-            scan_from: 0,
             is_connect: false,
             spans: Spans::default(),
         }
@@ -123,177 +156,185 @@ impl HeadParser {
     pub fn reset(&mut self) {
         self.stage = Stage::RequestLine;
         self.line_start = 0;
-        self.scan_from = 0;
         self.is_connect = false;
         self.spans.fields.clear();
         self.spans.host = None;
+        self.spans.authority = None;
         self.spans.content_length = false;
         self.spans.transfer_encoding = false;
     }
 
     /// Feeds the buffer received so far (it must start with the same bytes as on earlier calls).
+    ///
+    /// Errors are found in input order, the same whether the input arrives whole or in pieces: a limit is
+    /// reported at the first octet beyond it, a bad octet as soon as it arrives.
     pub fn advance(&mut self, buf: &[u8]) -> Result<Progress, WireError> {
-        if self.stage == Stage::Done {
-            return Ok(Progress::Complete(self.line_start));
-        }
         loop {
-            let Some(lf) = memchr::memchr(b'\n', &buf[self.scan_from..]).map(|i| self.scan_from + i) else {
-                self.scan_from = buf.len();
-                return self.check_partial(buf).map(|()| Progress::Partial);
-            };
-            let line_end = lf + 1;
-            if line_end > self.limits.max_head {
-                return Err(self.too_long_error(lf - self.line_start));
-            }
-            if self.stage == Stage::RequestLine {
-                // Same order as on partial input: a bad first byte is reported before anything later in the line.
-                if let Some(err) = first_byte_error(buf[self.line_start]) {
-                    return Err(err);
-                }
-            }
-            let line = &buf[self.line_start..lf];
-            let Some(content) = line.strip_suffix(b"\r") else {
-                return Err(WireError::BareLf);
-            };
-            let start = self.line_start;
-            self.line_start = line_end;
-            self.scan_from = line_end;
-            match self.stage {
-                Stage::RequestLine if content.is_empty() => {
-                    // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request-line.
-                }
+            let at = self.line_start;
+            let step = match self.stage {
+                Stage::Done => return Ok(Progress::Complete(at)),
                 Stage::RequestLine => {
-                    if content.len() > self.limits.max_request_line {
-                        return Err(WireError::RequestLineTooLong {
-                            limit: self.limits.max_request_line,
-                        });
+                    let w = self.window(buf, Some(self.limits.max_request_line + 2));
+                    match w.bytes {
+                        // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request-line.
+                        [b'\r', b'\n', ..] => Line::Done(2),
+                        _ => self.request_line(&w, at)?,
                     }
-                    self.request_line(content, start)?;
-                    self.stage = Stage::Fields;
                 }
-                Stage::Fields if content.is_empty() => {
-                    self.finish(buf)?;
-                    self.stage = Stage::Done;
-                    return Ok(Progress::Complete(line_end));
+                Stage::Fields => {
+                    let w = self.window(buf, None);
+                    match w.bytes {
+                        [b'\r', b'\n', ..] => {
+                            self.finish(buf)?;
+                            self.stage = Stage::Done;
+                            self.line_start = at + 2;
+                            return Ok(Progress::Complete(at + 2));
+                        }
+                        _ => self.field_line(&w, at)?,
+                    }
                 }
-                Stage::Fields => self.field_line(content, start)?,
-                Stage::Done => unreachable!("returned above"),
+            };
+            match step {
+                Line::Partial => return Ok(Progress::Partial),
+                Line::Done(n) => self.line_start = at + n,
             }
         }
     }
 
-    /// Checks that an incomplete line already breaks no limit, and refuses a first byte that no request can
-    /// start with (a TLS ClientHello sent to a cleartext port starts with 0x16) without waiting for more.
-    fn check_partial(&self, buf: &[u8]) -> Result<(), WireError> {
-        let pending = buf.len() - self.line_start;
-        if buf.len() > self.limits.max_head {
-            return Err(self.too_long_error(pending));
-        }
-        if self.stage == Stage::RequestLine {
-            if pending > self.limits.max_request_line + 1 {
-                return Err(WireError::RequestLineTooLong {
+    /// The bytes the current line may use: up to the end of the input, the head limit, and `line_limit` octets.
+    fn window<'b>(&self, buf: &'b [u8], line_limit: Option<usize>) -> Window<'b> {
+        let head_end = self.limits.max_head;
+        let line_end = line_limit.map_or(usize::MAX, |l| self.line_start.saturating_add(l));
+        let end = buf.len().min(head_end).min(line_end).max(self.line_start);
+        let cut = (buf.len() > end).then(|| {
+            if end == line_end {
+                WireError::RequestLineTooLong {
                     limit: self.limits.max_request_line,
-                });
+                }
+            } else {
+                WireError::HeadTooLarge {
+                    limit: self.limits.max_head,
+                }
             }
-            if let Some(err) = buf.get(self.line_start).and_then(|&b| first_byte_error(b)) {
-                return Err(err);
-            }
-        }
-        Ok(())
-    }
-
-    fn too_long_error(&self, pending_line: usize) -> WireError {
-        if self.stage == Stage::RequestLine && pending_line > self.limits.max_request_line {
-            WireError::RequestLineTooLong {
-                limit: self.limits.max_request_line,
-            }
-        } else {
-            WireError::HeadTooLarge {
-                limit: self.limits.max_head,
-            }
+        });
+        Window {
+            bytes: &buf[self.line_start..end],
+            cut,
         }
     }
 
-    fn request_line(&mut self, line: &[u8], offset: usize) -> Result<(), WireError> {
-        if line.contains(&b'\r') {
-            return Err(WireError::BareCr);
+    /// `method SP request-target SP HTTP-version CRLF`, in one pass.
+    fn request_line(&mut self, w: &Window<'_>, offset: usize) -> Result<Line, WireError> {
+        let b = w.bytes;
+        let method_end = tchar_prefix(b);
+        match b.get(method_end) {
+            None => return w.exhausted(),
+            Some(b' ') if method_end > 0 => {}
+            Some(b' ' | b'\t') => return Err(WireError::RequestLineSyntax),
+            Some(b'\n') => return Err(WireError::BareLf),
+            Some(b'\r') => return w.cr_at(method_end, WireError::RequestLineSyntax),
+            Some(_) => return Err(WireError::InvalidMethod),
         }
-        if let Some(err) = first_byte_error(line[0]) {
-            return Err(err);
+        let target_start = method_end + 1;
+        let target_end = target_start + visible_prefix(&b[target_start..]);
+        match b.get(target_end) {
+            None => return w.exhausted(),
+            Some(b' ') if target_end > target_start => {}
+            Some(b' ') => return Err(WireError::RequestLineSyntax),
+            Some(b'\n') => return Err(WireError::BareLf),
+            Some(b'\r') => return w.cr_at(target_end, WireError::RequestLineSyntax),
+            Some(&byte) => return Err(WireError::InvalidTargetByte { byte }),
         }
-        let sp1 = memchr::memchr(b' ', line).ok_or(WireError::RequestLineSyntax)?;
-        let method = &line[..sp1];
-        if method.is_empty() {
-            return Err(WireError::RequestLineSyntax);
+        let version_start = target_end + 1;
+        let version_end = version_start + visible_prefix(&b[version_start..]);
+        match b.get(version_end) {
+            None => return w.exhausted(),
+            Some(b'\r') => match b.get(version_end + 1) {
+                None => return w.exhausted(),
+                Some(b'\n') => {}
+                Some(_) => return Err(WireError::BareCr),
+            },
+            Some(b'\n') => return Err(WireError::BareLf),
+            Some(_) => return Err(WireError::RequestLineSyntax),
         }
-        if !method.iter().all(|&b| is_tchar(b)) {
-            return Err(WireError::InvalidMethod);
-        }
-        let rest = &line[sp1 + 1..];
-        let sp2 = memchr::memchr(b' ', rest).ok_or(WireError::RequestLineSyntax)?;
-        let target = &rest[..sp2];
-        let version = &rest[sp2 + 1..];
-        if target.is_empty() || version.contains(&b' ') {
-            return Err(WireError::RequestLineSyntax);
-        }
-        if let Some(&byte) = target.iter().find(|&&b| !is_target_byte(b)) {
-            return Err(WireError::InvalidTargetByte { byte });
-        }
-        let version = parse_version(version)?;
+        let version = parse_version(&b[version_start..version_end])?;
+        let method = &b[..method_end];
+        let target = &b[target_start..target_end];
         self.is_connect = method == b"CONNECT";
         let form = target_form(target);
         if self.is_connect {
             if form != TargetForm::Authority {
                 return Err(WireError::ConnectTargetNotAuthority { form });
             }
-            parse_authority(target)?;
+            let (host, port) = authority_raw(target)?;
+            self.spans.authority = Some((offset + target_start, host, port));
         } else if form == TargetForm::Authority {
             return Err(WireError::AuthorityFormWithoutConnect);
         }
-        let target_start = offset + sp1 + 1;
-        self.spans.method = offset..offset + sp1;
-        self.spans.target = target_start..target_start + sp2;
+        self.spans.method = offset..offset + method_end;
+        self.spans.target = offset + target_start..offset + target_end;
         self.spans.version = version;
-        Ok(())
+        self.stage = Stage::Fields;
+        Ok(Line::Done(version_end + 2))
     }
 
-    fn field_line(&mut self, line: &[u8], offset: usize) -> Result<(), WireError> {
-        if matches!(line[0], b' ' | b'\t') {
-            return Err(if self.spans.fields.is_empty() {
-                WireError::WhitespaceBeforeFirstField
-            } else {
-                WireError::ObsFold
-            });
+    /// `field-name ":" OWS field-value OWS CRLF`, in one pass.
+    fn field_line(&mut self, w: &Window<'_>, offset: usize) -> Result<Line, WireError> {
+        let b = w.bytes;
+        match b.first() {
+            None => return w.exhausted(),
+            Some(b' ' | b'\t') if self.spans.fields.is_empty() => return Err(WireError::WhitespaceBeforeFirstField),
+            Some(b' ' | b'\t') => return Err(WireError::ObsFold),
+            Some(b'\n') => return Err(WireError::BareLf),
+            Some(b'\r') => return w.cr_at(0, WireError::BareCr),
+            Some(_) => {}
         }
         if self.spans.fields.len() >= self.limits.max_fields {
             return Err(WireError::TooManyFields {
                 limit: self.limits.max_fields,
             });
         }
-        let colon = memchr::memchr(b':', line).ok_or(WireError::MissingColon)?;
-        let name = &line[..colon];
-        if matches!(name.last(), Some(b' ' | b'\t')) {
-            return Err(WireError::WhitespaceBeforeColon);
+        let name_end = tchar_prefix(b);
+        match b.get(name_end) {
+            None => return w.exhausted(),
+            Some(b':') if name_end > 0 => {}
+            Some(b' ' | b'\t') => {
+                // Whitespace then a colon is the RFC 9112 §5.1 case; whitespace inside a name is not a token.
+                let after = b[name_end..]
+                    .iter()
+                    .position(|&c| c != b' ' && c != b'\t')
+                    .map(|i| name_end + i);
+                return match after.map(|i| b[i]) {
+                    None => w.exhausted(),
+                    Some(b':') => Err(WireError::WhitespaceBeforeColon),
+                    Some(_) => Err(WireError::InvalidFieldName),
+                };
+            }
+            Some(b'\n') => return Err(WireError::BareLf),
+            Some(b'\r') => return w.cr_at(name_end, WireError::MissingColon),
+            Some(_) => return Err(WireError::InvalidFieldName),
         }
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-            return Err(WireError::InvalidFieldName);
+        let raw_start = name_end + 1;
+        let value_len = valid_value_prefix(&b[raw_start..]);
+        let stop = raw_start + value_len;
+        match b.get(stop) {
+            None => return w.exhausted(),
+            Some(b'\r') => match b.get(stop + 1) {
+                None => return w.exhausted(),
+                Some(b'\n') => {}
+                Some(_) => return Err(WireError::BareCr),
+            },
+            Some(b'\n') => return Err(WireError::BareLf),
+            Some(&byte) => return Err(WireError::InvalidFieldValue { byte }),
         }
-        let raw = &line[colon + 1..];
-        if let Some(byte) = invalid_value_byte(raw) {
-            return Err(if byte == b'\r' {
-                WireError::BareCr
-            } else {
-                WireError::InvalidFieldValue { byte }
-            });
-        }
-        let lead = raw.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+        let raw = &b[raw_start..stop];
+        let lead = raw.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
         let trail = raw[lead..]
             .iter()
             .rev()
-            .take_while(|&&b| b == b' ' || b == b'\t')
+            .take_while(|&&c| c == b' ' || c == b'\t')
             .count();
-        let value_start = offset + colon + 1 + lead;
-        let value_end = offset + line.len() - trail;
+        let name = &b[..name_end];
         let index = self.spans.fields.len();
         if name.eq_ignore_ascii_case(b"host") {
             if self.spans.host.is_some() {
@@ -305,8 +346,9 @@ impl HeadParser {
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             self.spans.transfer_encoding = true;
         }
-        self.spans.fields.push((offset..offset + colon, value_start..value_end));
-        Ok(())
+        let value = offset + raw_start + lead..offset + stop - trail;
+        self.spans.fields.push((offset..offset + name_end, value));
+        Ok(Line::Done(stop + 2))
     }
 
     fn finish(&mut self, buf: &[u8]) -> Result<(), WireError> {
@@ -325,7 +367,11 @@ impl HeadParser {
         match self.spans.host {
             Some(i) => {
                 let value = &buf[self.spans.fields[i].1.clone()];
-                parse_host_field(value).map_err(WireError::InvalidHost)?;
+                // A Host equal to a valid CONNECT target (the usual case) is valid without parsing it again.
+                let same_as_target = self.spans.authority.is_some() && value == &buf[self.spans.target.clone()];
+                if !same_as_target {
+                    host_field_raw(value).map_err(WireError::InvalidHost)?;
+                }
             }
             None if self.spans.version >= Version::HTTP_11 => return Err(WireError::MissingHost),
             None => {}
@@ -381,10 +427,11 @@ impl<'a> RequestHead<'a> {
 
     /// The tunnel destination of a CONNECT: always the request-target, never the Host field (RFC 9112 §3.3).
     pub fn authority(&self) -> Option<Authority<'a>> {
-        if !self.is_connect() {
-            return None;
-        }
-        parse_authority(self.target().as_bytes()).ok()
+        let &(start, host, port) = self.spans.authority.as_ref()?;
+        Some(Authority {
+            host: host.to_host(&self.buf[start..]),
+            port,
+        })
     }
 
     pub fn version(&self) -> Version {
@@ -413,19 +460,9 @@ impl<'a> RequestHead<'a> {
     }
 }
 
-/// The error for a request line starting with a byte no method starts with (CR may begin an empty line).
-fn first_byte_error(first: u8) -> Option<WireError> {
-    match first {
-        b'\r' | b'\n' => None,
-        b' ' | b'\t' => Some(WireError::RequestLineSyntax),
-        b if !is_tchar(b) => Some(WireError::InvalidMethod),
-        _ => None,
-    }
-}
-
 /// Method and field names were checked to be tchar, the target to be visible ASCII.
 fn ascii(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or("")
+    super::chars::ascii_str(bytes)
 }
 
 fn parse_version(v: &[u8]) -> Result<Version, WireError> {
@@ -453,17 +490,20 @@ pub fn target_form(target: &[u8]) -> TargetForm {
     }
 }
 
-/// `scheme "://"`, or a scheme followed by `:` and something that cannot be a port (`urn:x`, `mailto:a@b`).
+/// `scheme "://"`: the absolute-form a client could mean (`urn:x` style targets read as authority-form and fail
+/// there, with a port error).
 fn has_scheme(target: &[u8]) -> bool {
     let Some(colon) = memchr::memchr(b':', target) else {
         return false;
     };
+    if !target[colon + 1..].starts_with(b"//") {
+        return false;
+    }
     let scheme = &target[..colon];
-    let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+    scheme.first().is_some_and(u8::is_ascii_alphabetic)
         && scheme
             .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-    scheme_ok && target[colon + 1..].starts_with(b"//")
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
 }
 
 /// Parses a whole head in one call with default limits; `Ok(None)` when more input is needed.

@@ -12,13 +12,13 @@ pub mod fuzz;
 mod head;
 pub mod oracle;
 
-pub use authority::{Authority, Host, HostField, parse_authority, parse_host_field};
+pub use authority::{Authority, Host, HostField, parse_authority, parse_host_field, parse_ipv6};
 pub use error::{AuthorityError, TargetForm, WireError};
 pub use head::{Field, HeadParser, Limits, Progress, RequestHead, Version, parse_head, target_form};
 
 #[cfg(test)]
-mod tests;
+mod corpus_replay;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
-mod corpus_replay;
+mod tests;
