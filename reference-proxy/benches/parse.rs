@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 use reference_proxy::wire::{HeadParser, Limits, Progress};
 
 const HEADS: &[(&str, &str)] = &[
-    (
-        "minimal",
-        "CONNECT origin.test:443 HTTP/1.1\r\nHost: origin.test:443\r\n\r\n",
-    ),
+    ("minimal", "CONNECT origin.test:443 HTTP/1.1\r\nHost: origin.test:443\r\n\r\n"),
     (
         "curl",
         "CONNECT origin.test:443 HTTP/1.1\r\nHost: origin.test:443\r\nUser-Agent: curl/8.5.0\r\n\
@@ -60,7 +57,9 @@ fn main() {
     let mut parser = HeadParser::new(Limits::default());
     let mut total = (0.0, 0.0);
     println!("{:<14} {:>12} {:>14} {:>8}", "head", "ours ns", "httparse ns", "ratio");
-    for (name, head) in HEADS {
+    // Optional filter: `cargo bench -p reference-proxy --bench parse -- curl` runs only heads whose name contains it.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    for (name, head) in HEADS.iter().filter(|(n, _)| filter.as_deref().is_none_or(|f| n.contains(f))) {
         let buf = head.as_bytes();
         let (ours, theirs) = measure_pair(
             iters,
@@ -82,11 +81,5 @@ fn main() {
         total.1 += theirs;
         println!("{name:<14} {ours:>12.1} {theirs:>14.1} {:>8.2}", ours / theirs);
     }
-    println!(
-        "{:<14} {:>12.1} {:>14.1} {:>8.2}",
-        "all",
-        total.0,
-        total.1,
-        total.0 / total.1
-    );
+    println!("{:<14} {:>12.1} {:>14.1} {:>8.2}", "all", total.0, total.1, total.0 / total.1);
 }

@@ -66,19 +66,13 @@ impl RawHost {
 /// Parses a CONNECT request-target in authority-form. The port is mandatory and in 1..=65535.
 pub fn parse_authority(input: &[u8]) -> Result<Authority<'_>, AuthorityError> {
     let (host, port) = authority_raw(input)?;
-    Ok(Authority {
-        host: host.to_host(input),
-        port,
-    })
+    Ok(Authority { host: host.to_host(input), port })
 }
 
 /// Parses a Host header field value. The port is optional; when present it must be a valid port number.
 pub fn parse_host_field(input: &[u8]) -> Result<HostField<'_>, AuthorityError> {
     let (host, port) = host_field_raw(input)?;
-    Ok(HostField {
-        host: host.to_host(input),
-        port,
-    })
+    Ok(HostField { host: host.to_host(input), port })
 }
 
 /// [`parse_authority`] without converting the name to text.
@@ -100,7 +94,7 @@ pub(super) fn host_field_raw(input: &[u8]) -> Result<(RawHost, Option<u16>), Aut
 /// Splits into a parsed host and the raw port text after the colon (None when there is no colon).
 fn split(input: &[u8]) -> Result<(RawHost, Option<&[u8]>), AuthorityError> {
     // Fast path for the common `name`, `name:digits`, `ipv4:digits` shapes; the rest names its error below.
-    let (host, port) = match memchr::memrchr(b':', input) {
+    let (host, port) = match input.iter().rposition(|&b| b == b':') {
         Some(colon) => (&input[..colon], Some(&input[colon + 1..])),
         None => (input, None),
     };
@@ -157,10 +151,7 @@ pub fn parse_ipv6(text: &[u8]) -> Option<Ipv6Addr> {
     // An embedded IPv4 address is everything after the last colon, when that part has a dot.
     let last_colon = memchr::memrchr(b':', text)?;
     let (groups_text, v4) = match memchr::memchr(b'.', &text[last_colon..]) {
-        Some(_) => (
-            &text[..=last_colon],
-            Some(parse_dotted_decimal(&text[last_colon + 1..])?),
-        ),
+        Some(_) => (&text[..=last_colon], Some(parse_dotted_decimal(&text[last_colon + 1..])?)),
         None => (text, None),
     };
     let v4_groups = if v4.is_some() { 2 } else { 0 };
@@ -279,24 +270,27 @@ static NAME_BYTE: [bool; 256] = {
 };
 
 fn parse_host_name_or_ipv4(host: &[u8]) -> Result<RawHost, AuthorityError> {
-    let Some(&last) = host.last() else {
+    if host.is_empty() {
         return Err(AuthorityError::Empty);
-    };
-    if last.is_ascii_digit() {
-        if let Some(addr) = parse_dotted_decimal(host) {
-            return Ok(RawHost::Ipv4(addr));
-        }
     }
     // One pass over the labels. One trailing dot (a fully qualified name) is allowed; empty labels are not.
     let body = host.strip_suffix(b".").unwrap_or(host);
-    let (mut label_start, mut bad, mut percent) = (0, false, false);
+    let (mut label_start, mut bad, mut percent, mut digits_and_dots) = (0, false, false, true);
     for (i, &b) in body.iter().enumerate() {
         if b == b'.' {
             bad |= i == label_start || i - label_start > 63;
             label_start = i + 1;
-        } else if !NAME_BYTE[b as usize] {
-            percent |= b == b'%';
-            bad = true;
+        } else {
+            digits_and_dots &= b.is_ascii_digit();
+            if !NAME_BYTE[b as usize] {
+                percent |= b == b'%';
+                bad = true;
+            }
+        }
+    }
+    if digits_and_dots && body.len() == host.len() {
+        if let Some(addr) = parse_dotted_decimal(host) {
+            return Ok(RawHost::Ipv4(addr));
         }
     }
     let last_label = &body[label_start..];
@@ -358,13 +352,7 @@ mod tests {
     fn accepts_the_three_host_kinds() {
         // RFC 9112 §3.2.3: authority-form = uri-host ":" port; RFC 3986 §3.2.2 host kinds.
         assert_eq!(ok("example.test:443").host, Host::Name("example.test"));
-        assert_eq!(
-            ok("127.0.0.1:8080"),
-            Authority {
-                host: Host::Ipv4(Ipv4Addr::LOCALHOST),
-                port: 8080
-            }
-        );
+        assert_eq!(ok("127.0.0.1:8080"), Authority { host: Host::Ipv4(Ipv4Addr::LOCALHOST), port: 8080 });
         assert_eq!(ok("[::1]:1").host, Host::Ipv6(Ipv6Addr::LOCALHOST));
         assert_eq!(ok("[::ffff:127.0.0.1]:65535").port, 65535);
         assert_eq!(ok("localhost.:443").host, Host::Name("localhost."));
@@ -394,12 +382,7 @@ mod tests {
         // RFC 9112 §3.2.3 and App. C.3: userinfo is no longer allowed.
         assert_eq!(err("user:pw@example.test:443"), E::Userinfo);
         assert_eq!(err("@example.test:443"), E::Userinfo);
-        for g in [
-            "example.test:443/",
-            "example.test:443/p",
-            "example.test:443?q",
-            "example.test:443#f",
-        ] {
+        for g in ["example.test:443/", "example.test:443/p", "example.test:443?q", "example.test:443#f"] {
             assert_eq!(err(g), E::TrailingGarbage, "{g}");
         }
         assert_eq!(err("[::1]443"), E::TrailingGarbage);
@@ -435,14 +418,8 @@ mod tests {
     #[test]
     fn other_ipv4_spellings_are_refused() {
         // RFC 3986 §7.4: resolvers read these as addresses; a policy checking names would be bypassed.
-        for s in [
-            "127.1:443",
-            "0x7f.0.0.1:443",
-            "0177.0.0.1:443",
-            "2130706433:443",
-            "127.0.0.01:443",
-            "1.2.3.256:443",
-        ] {
+        for s in ["127.1:443", "0x7f.0.0.1:443", "0177.0.0.1:443", "2130706433:443", "127.0.0.01:443", "1.2.3.256:443"]
+        {
             assert_eq!(err(s), E::AmbiguousNumericHost, "{s}");
         }
     }

@@ -34,18 +34,14 @@ static VALUE: [bool; 256] = value_table();
 /// bytewise loop's per-byte branch dominated parsing them).
 #[inline]
 pub fn tchar_prefix(bytes: &[u8]) -> usize {
-    let mut i = 0;
-    while i + 4 <= bytes.len() {
-        let b = &bytes[i..i + 4];
-        if !(TCHAR[b[0] as usize] & TCHAR[b[1] as usize] & TCHAR[b[2] as usize] & TCHAR[b[3] as usize]) {
+    let mut done = 0;
+    for c in bytes.chunks_exact(4) {
+        if !(TCHAR[c[0] as usize] & TCHAR[c[1] as usize] & TCHAR[c[2] as usize] & TCHAR[c[3] as usize]) {
             break;
         }
-        i += 4;
+        done += 4;
     }
-    i + bytes[i..]
-        .iter()
-        .position(|&b| !TCHAR[b as usize])
-        .unwrap_or(bytes.len() - i)
+    done + bytes[done..].iter().position(|&b| !TCHAR[b as usize]).unwrap_or(bytes.len() - done)
 }
 
 /// Visible ASCII: the only bytes this parser accepts in a request-target.
@@ -70,10 +66,7 @@ pub fn visible_prefix(bytes: &[u8]) -> usize {
         }
         done += 8;
     }
-    done + bytes[done..]
-        .iter()
-        .position(|&b| !is_target_byte(b))
-        .unwrap_or(bytes.len() - done)
+    done + bytes[done..].iter().position(|&b| !is_target_byte(b)).unwrap_or(bytes.len() - done)
 }
 
 /// The length of the longest prefix of `value` made of field-vchar, SP and HTAB (RFC 9110 §5.5).
@@ -96,10 +89,7 @@ pub fn valid_value_prefix(value: &[u8]) -> usize {
         }
         done += 8;
     }
-    done + value[done..]
-        .iter()
-        .position(|&b| !VALUE[b as usize])
-        .unwrap_or(value.len() - done)
+    done + value[done..].iter().position(|&b| !VALUE[b as usize]).unwrap_or(value.len() - done)
 }
 
 /// Text from bytes this parser already checked to be ASCII (tchar, visible ASCII or NAME_BYTE).

@@ -12,10 +12,7 @@ fn files(target: &str) -> Vec<PathBuf> {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            let hidden = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'));
+            let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
             if path.is_file() && !hidden {
                 out.push(path);
             }
@@ -38,10 +35,7 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
 
 #[test]
 fn request_head_corpus() {
-    assert!(
-        replay("request_head", super::fuzz::request_head) >= 10,
-        "seed corpus missing"
-    );
+    assert!(replay("request_head", super::fuzz::request_head) >= 10, "seed corpus missing");
 }
 
 #[test]
@@ -51,8 +45,5 @@ fn authority_corpus() {
 
 #[test]
 fn differential_httparse_corpus() {
-    assert!(
-        replay("differential_httparse", super::fuzz::differential_httparse) >= 10,
-        "seed corpus missing"
-    );
+    assert!(replay("differential_httparse", super::fuzz::differential_httparse) >= 10, "seed corpus missing");
 }

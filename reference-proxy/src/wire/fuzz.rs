@@ -6,14 +6,7 @@ use super::{HeadParser, Limits, Progress, parse_authority, parse_host_field, par
 /// Parses `data` whole, then again fed in pieces (split points taken from the data), and checks both agree:
 /// the incremental path must never lose, duplicate or misplace bytes.
 pub fn request_head(data: &[u8]) {
-    for limits in [
-        Limits::default(),
-        Limits {
-            max_request_line: 64,
-            max_head: 256,
-            max_fields: 4,
-        },
-    ] {
+    for limits in [Limits::default(), Limits { max_request_line: 64, max_head: 256, max_fields: 4 }] {
         let mut whole = HeadParser::new(limits);
         let expected = whole.advance(data);
         if let Ok(Progress::Complete(len)) = expected {
@@ -24,9 +17,7 @@ pub fn request_head(data: &[u8]) {
                 assert!(head.authority().is_some(), "accepted CONNECT without a valid authority");
             }
         }
-        let seed = data
-            .iter()
-            .fold(0x9e37_79b9_u32, |h, &b| h.rotate_left(5) ^ u32::from(b));
+        let seed = data.iter().fold(0x9e37_79b9_u32, |h, &b| h.rotate_left(5) ^ u32::from(b));
         let mut pieces = HeadParser::new(limits);
         let mut end = 0;
         let mut step = seed;
@@ -43,10 +34,7 @@ pub fn request_head(data: &[u8]) {
                 assert_eq!(a, b, "whole and incremental parses differ");
                 if let Progress::Complete(_) = a {
                     let (x, y) = (whole.head(data), pieces.head(data));
-                    assert_eq!(
-                        (x.method(), x.target(), x.version()),
-                        (y.method(), y.target(), y.version())
-                    );
+                    assert_eq!((x.method(), x.target(), x.version()), (y.method(), y.target(), y.version()));
                     assert!(x.fields().eq(y.fields()));
                 }
             }
@@ -75,9 +63,6 @@ pub fn authority(data: &[u8]) {
 /// Panics on any undocumented disagreement with httparse.
 pub fn differential_httparse(data: &[u8]) {
     if let Err(d) = super::oracle::check(data) {
-        panic!(
-            "undocumented disagreement with httparse: {d:?} on {:?}",
-            String::from_utf8_lossy(data)
-        );
+        panic!("undocumented disagreement with httparse: {d:?} on {:?}", String::from_utf8_lossy(data));
     }
 }

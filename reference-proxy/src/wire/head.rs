@@ -24,11 +24,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_request_line: 8192,
-            max_head: 32 * 1024,
-            max_fields: 100,
-        }
+        Limits { max_request_line: 8192, max_head: 32 * 1024, max_fields: 100 }
     }
 }
 
@@ -114,16 +110,25 @@ enum Line {
 /// How far a line may extend, and the error for a line that does not end by then.
 struct Window<'b> {
     bytes: &'b [u8],
-    /// `Some` when `bytes` was cut short by a limit rather than by the end of the input.
-    cut: Option<WireError>,
+    /// Which limit, if any, cut `bytes` short of the end of the input.
+    cut: Cut,
+    limits: Limits,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    None,
+    RequestLine,
+    Head,
 }
 
 impl Window<'_> {
     /// Running out of bytes: wait for more, unless a limit cut the window.
     fn exhausted(&self) -> Result<Line, WireError> {
-        match &self.cut {
-            Some(e) => Err(e.clone()),
-            None => Ok(Line::Partial),
+        match self.cut {
+            Cut::None => Ok(Line::Partial),
+            Cut::RequestLine => Err(WireError::RequestLineTooLong { limit: self.limits.max_request_line }),
+            Cut::Head => Err(WireError::HeadTooLarge { limit: self.limits.max_head }),
         }
     }
 
@@ -139,13 +144,7 @@ impl Window<'_> {
 
 impl HeadParser {
     pub fn new(limits: Limits) -> Self {
-        HeadParser {
-            limits,
-            stage: Stage::RequestLine,
-            line_start: 0,
-            is_connect: false,
-            spans: Spans::default(),
-        }
+        HeadParser { limits, stage: Stage::RequestLine, line_start: 0, is_connect: false, spans: Spans::default() }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -206,21 +205,12 @@ impl HeadParser {
         let head_end = self.limits.max_head;
         let line_end = line_limit.map_or(usize::MAX, |l| self.line_start.saturating_add(l));
         let end = buf.len().min(head_end).min(line_end).max(self.line_start);
-        let cut = (buf.len() > end).then(|| {
-            if end == line_end {
-                WireError::RequestLineTooLong {
-                    limit: self.limits.max_request_line,
-                }
-            } else {
-                WireError::HeadTooLarge {
-                    limit: self.limits.max_head,
-                }
-            }
-        });
-        Window {
-            bytes: &buf[self.line_start..end],
-            cut,
-        }
+        let cut = match buf.len() > end {
+            false => Cut::None,
+            true if end == line_end => Cut::RequestLine,
+            true => Cut::Head,
+        };
+        Window { bytes: &buf[self.line_start..end], cut, limits: self.limits }
     }
 
     /// `method SP request-target SP HTTP-version CRLF`, in one pass.
@@ -261,14 +251,18 @@ impl HeadParser {
         let method = &b[..method_end];
         let target = &b[target_start..target_end];
         self.is_connect = method == b"CONNECT";
-        let form = target_form(target);
         if self.is_connect {
-            if form != TargetForm::Authority {
-                return Err(WireError::ConnectTargetNotAuthority { form });
-            }
-            let (host, port) = authority_raw(target)?;
+            // A target that parses as an authority is in authority-form (the other forms contain `/` or `*`);
+            // only a target that does not is classified, to say which form it was.
+            let (host, port) = match authority_raw(target) {
+                Ok(parsed) => parsed,
+                Err(e) => match target_form(target) {
+                    TargetForm::Authority => return Err(e.into()),
+                    form => return Err(WireError::ConnectTargetNotAuthority { form }),
+                },
+            };
             self.spans.authority = Some((offset + target_start, host, port));
-        } else if form == TargetForm::Authority {
+        } else if target_form(target) == TargetForm::Authority {
             return Err(WireError::AuthorityFormWithoutConnect);
         }
         self.spans.method = offset..offset + method_end;
@@ -290,9 +284,7 @@ impl HeadParser {
             Some(_) => {}
         }
         if self.spans.fields.len() >= self.limits.max_fields {
-            return Err(WireError::TooManyFields {
-                limit: self.limits.max_fields,
-            });
+            return Err(WireError::TooManyFields { limit: self.limits.max_fields });
         }
         let name_end = tchar_prefix(b);
         match b.get(name_end) {
@@ -300,10 +292,7 @@ impl HeadParser {
             Some(b':') if name_end > 0 => {}
             Some(b' ' | b'\t') => {
                 // Whitespace then a colon is the RFC 9112 §5.1 case; whitespace inside a name is not a token.
-                let after = b[name_end..]
-                    .iter()
-                    .position(|&c| c != b' ' && c != b'\t')
-                    .map(|i| name_end + i);
+                let after = b[name_end..].iter().position(|&c| c != b' ' && c != b'\t').map(|i| name_end + i);
                 return match after.map(|i| b[i]) {
                     None => w.exhausted(),
                     Some(b':') => Err(WireError::WhitespaceBeforeColon),
@@ -329,11 +318,7 @@ impl HeadParser {
         }
         let raw = &b[raw_start..stop];
         let lead = raw.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
-        let trail = raw[lead..]
-            .iter()
-            .rev()
-            .take_while(|&&c| c == b' ' || c == b'\t')
-            .count();
+        let trail = raw[lead..].iter().rev().take_while(|&&c| c == b' ' || c == b'\t').count();
         let name = &b[..name_end];
         let index = self.spans.fields.len();
         if name.eq_ignore_ascii_case(b"host") {
@@ -354,14 +339,10 @@ impl HeadParser {
     fn finish(&mut self, buf: &[u8]) -> Result<(), WireError> {
         if self.is_connect {
             if self.spans.content_length {
-                return Err(WireError::ContentOnConnect {
-                    field: "Content-Length",
-                });
+                return Err(WireError::ContentOnConnect { field: "Content-Length" });
             }
             if self.spans.transfer_encoding {
-                return Err(WireError::ContentOnConnect {
-                    field: "Transfer-Encoding",
-                });
+                return Err(WireError::ContentOnConnect { field: "Transfer-Encoding" });
             }
         }
         match self.spans.host {
@@ -382,11 +363,7 @@ impl HeadParser {
     /// The parsed head. Only meaningful after `advance` returned `Complete` for this same buffer.
     pub fn head<'a>(&'a self, buf: &'a [u8]) -> RequestHead<'a> {
         debug_assert_eq!(self.stage, Stage::Done, "head() before the head was complete");
-        RequestHead {
-            buf,
-            spans: &self.spans,
-            len: self.line_start,
-        }
+        RequestHead { buf, spans: &self.spans, len: self.line_start }
     }
 }
 
@@ -428,10 +405,7 @@ impl<'a> RequestHead<'a> {
     /// The tunnel destination of a CONNECT: always the request-target, never the Host field (RFC 9112 §3.3).
     pub fn authority(&self) -> Option<Authority<'a>> {
         let &(start, host, port) = self.spans.authority.as_ref()?;
-        Some(Authority {
-            host: host.to_host(&self.buf[start..]),
-            port,
-        })
+        Some(Authority { host: host.to_host(&self.buf[start..]), port })
     }
 
     pub fn version(&self) -> Version {
@@ -440,17 +414,12 @@ impl<'a> RequestHead<'a> {
 
     pub fn fields(&self) -> impl ExactSizeIterator<Item = Field<'a>> + 'a {
         let buf = self.buf;
-        self.spans.fields.iter().map(move |(n, v)| Field {
-            name: ascii(&buf[n.clone()]),
-            value: &buf[v.clone()],
-        })
+        self.spans.fields.iter().map(move |(n, v)| Field { name: ascii(&buf[n.clone()]), value: &buf[v.clone()] })
     }
 
     /// The first field with this name (case-insensitive).
     pub fn field(&self, name: &str) -> Option<&'a [u8]> {
-        self.fields()
-            .find(|f| f.name.eq_ignore_ascii_case(name))
-            .map(|f| f.value)
+        self.fields().find(|f| f.name.eq_ignore_ascii_case(name)).map(|f| f.value)
     }
 
     /// The Host field, parsed. It is informational only: it never chooses the tunnel destination.
@@ -501,9 +470,7 @@ fn has_scheme(target: &[u8]) -> bool {
     }
     let scheme = &target[..colon];
     scheme.first().is_some_and(u8::is_ascii_alphabetic)
-        && scheme
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        && scheme.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
 }
 
 /// Parses a whole head in one call with default limits; `Ok(None)` when more input is needed.

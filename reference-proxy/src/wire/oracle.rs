@@ -91,9 +91,7 @@ pub fn check(input: &[u8]) -> Result<(), Disagreement> {
             if version_httparse_lacks && other.is_err() {
                 Ok(())
             } else {
-                Err(Disagreement::OnlyOursAccepts {
-                    httparse: format!("{other:?}"),
-                })
+                Err(Disagreement::OnlyOursAccepts { httparse: format!("{other:?}") })
             }
         }
         (Err(e), Ok(httparse::Status::Complete(_))) if !documented(&e) => {
@@ -109,9 +107,6 @@ fn documented(e: &WireError) -> bool {
 
 fn trim_ows(v: &[u8]) -> &[u8] {
     let start = v.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|&b| b != b' ' && b != b'\t')
-        .map_or(start, |i| i + 1);
+    let end = v.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |i| i + 1);
     &v[start..end]
 }

@@ -63,11 +63,7 @@ fn head() -> impl Strategy<Value = Generated> {
                 let i = at.index(fields.len() + 1);
                 fields.insert(i, (host_name.to_string(), host_value));
             }
-            Generated {
-                target,
-                version,
-                fields,
-            }
+            Generated { target, version, fields }
         })
 }
 
@@ -89,53 +85,29 @@ fn violation() -> impl Strategy<Value = (Generated, fn(&Generated) -> (String, W
         |g| (g.render().replacen("\r\n", "\n", 1), WireError::BareLf),
         |g| {
             let (host, _) = g.target.rsplit_once(':').unwrap();
-            (
-                g.render().replacen(&g.target, host, 1),
-                WireError::Authority(AuthorityError::MissingPort),
-            )
+            (g.render().replacen(&g.target, host, 1), WireError::Authority(AuthorityError::MissingPort))
         },
         |g| {
             let (host, _) = g.target.rsplit_once(':').unwrap();
             let t = format!("{host}:0");
-            (
-                g.render().replacen(&g.target, &t, 1),
-                WireError::Authority(AuthorityError::PortOutOfRange),
-            )
+            (g.render().replacen(&g.target, &t, 1), WireError::Authority(AuthorityError::PortOutOfRange))
         },
         |g| {
             let t = format!("user:pw@{}", g.target);
-            (
-                g.render().replacen(&g.target, &t, 1),
-                WireError::Authority(AuthorityError::Userinfo),
-            )
+            (g.render().replacen(&g.target, &t, 1), WireError::Authority(AuthorityError::Userinfo))
         },
         |g| {
-            let s = g
-                .render()
-                .replacen("\r\n\r\n", "\r\nHost: a.test\r\nHost: a.test\r\n\r\n", 1);
+            let s = g.render().replacen("\r\n\r\n", "\r\nHost: a.test\r\nHost: a.test\r\n\r\n", 1);
             (s, WireError::DuplicateHost)
         },
         |g| {
             let s = g.render().replacen("\r\n\r\n", "\r\nContent-Length: 5\r\n\r\n", 1);
-            (
-                s,
-                WireError::ContentOnConnect {
-                    field: "Content-Length",
-                },
-            )
+            (s, WireError::ContentOnConnect { field: "Content-Length" })
         },
-        |g| {
-            (
-                g.render().replacen("CONNECT", "connect", 1),
-                WireError::AuthorityFormWithoutConnect,
-            )
-        },
+        |g| (g.render().replacen("CONNECT", "connect", 1), WireError::AuthorityFormWithoutConnect),
         |g| {
             let v = g.version.to_string();
-            (
-                g.render().replacen(&v, "HTTP/2.0", 1),
-                WireError::VersionNotSupported { major: 2, minor: 0 },
-            )
+            (g.render().replacen(&v, "HTTP/2.0", 1), WireError::VersionNotSupported { major: 2, minor: 0 })
         },
     ];
     (head(), proptest::sample::select(mutations))
@@ -221,45 +193,24 @@ fn documented_disagreements_with_httparse() {
     let examples: &[(&str, &str)] = &[
         ("bare-lf", "GET / HTTP/1.1\nHost: a\n\n"),
         ("missing-host", "CONNECT a.test:1 HTTP/1.1\r\n\r\n"),
-        (
-            "duplicate-host",
-            "CONNECT a.test:1 HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
-        ),
+        ("duplicate-host", "CONNECT a.test:1 HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"),
         ("invalid-host", "CONNECT a.test:1 HTTP/1.1\r\nHost: a b\r\n\r\n"),
-        (
-            "content-on-connect",
-            "CONNECT a.test:1 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
-        ),
+        ("content-on-connect", "CONNECT a.test:1 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"),
         ("connect-target-not-authority", "CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n"),
-        (
-            "authority-form-without-connect",
-            "GET a.test:1 HTTP/1.1\r\nHost: a\r\n\r\n",
-        ),
+        ("authority-form-without-connect", "GET a.test:1 HTTP/1.1\r\nHost: a\r\n\r\n"),
         ("missing-port", "CONNECT a.test HTTP/1.1\r\nHost: a\r\n\r\n"),
         ("port-leading-zero", "CONNECT a.test:0443 HTTP/1.1\r\nHost: a\r\n\r\n"),
         ("userinfo", "CONNECT u@a.test:1 HTTP/1.1\r\nHost: a\r\n\r\n"),
-        (
-            "ambiguous-numeric-host",
-            "CONNECT 127.1:443 HTTP/1.1\r\nHost: a\r\n\r\n",
-        ),
+        ("ambiguous-numeric-host", "CONNECT 127.1:443 HTTP/1.1\r\nHost: a\r\n\r\n"),
     ];
     for (kind, input) in examples {
         assert!(STRICTER_THAN_HTTPARSE.contains(kind), "{kind} not documented");
         let mut headers = [httparse::EMPTY_HEADER; 16];
         let theirs = httparse::Request::new(&mut headers).parse(input.as_bytes());
-        assert!(
-            matches!(theirs, Ok(httparse::Status::Complete(_))),
-            "httparse refuses {input:?}: {theirs:?}"
-        );
-        let ours = HeadParser::new(Limits::default())
-            .advance(input.as_bytes())
-            .expect_err(input);
+        assert!(matches!(theirs, Ok(httparse::Status::Complete(_))), "httparse refuses {input:?}: {theirs:?}");
+        let ours = HeadParser::new(Limits::default()).advance(input.as_bytes()).expect_err(input);
         assert_eq!(ours.kind(), *kind, "{input:?}");
-        assert_eq!(
-            oracle::check(input.as_bytes()),
-            Ok(()),
-            "documented, so not a disagreement"
-        );
+        assert_eq!(oracle::check(input.as_bytes()), Ok(()), "documented, so not a disagreement");
     }
     // And the one case where only we accept: HTTP/1.x minor versions above 1 (RFC 9110 §6.2).
     let input = "CONNECT a.test:1 HTTP/1.2\r\nHost: a\r\n\r\n";

@@ -64,14 +64,7 @@ fn fields_are_zero_copy_and_trimmed() {
     p.advance(input.as_bytes()).unwrap();
     let head = p.head(input.as_bytes());
     let fields: Vec<_> = head.fields().map(|f| (f.name, f.value)).collect();
-    assert_eq!(
-        fields,
-        [
-            ("Host", &b"a.test"[..]),
-            ("X-A", b"v a l"),
-            ("proxy-authorization", b"Basic eA==")
-        ]
-    );
+    assert_eq!(fields, [("Host", &b"a.test"[..]), ("X-A", b"v a l"), ("proxy-authorization", b"Basic eA==")]);
     assert_eq!(head.field("Proxy-Authorization"), Some(&b"Basic eA=="[..]));
     let value = head.field("x-a").unwrap();
     let range = value.as_ptr() as usize - input.as_ptr() as usize;
@@ -88,59 +81,32 @@ fn leading_empty_lines_are_ignored() {
 #[test]
 fn bare_lf_is_refused() {
     // RFC 9112 §2.2 lets a recipient accept a bare LF (MAY); we refuse it (see module docs).
-    assert_eq!(
-        err("CONNECT a.test:1 HTTP/1.1\nHost: a.test\r\n\r\n"),
-        WireError::BareLf
-    );
-    assert_eq!(
-        err("CONNECT a.test:1 HTTP/1.1\r\nHost: a.test\n\r\n"),
-        WireError::BareLf
-    );
-    assert_eq!(
-        err("CONNECT a.test:1 HTTP/1.1\r\nHost: a.test\r\n\n"),
-        WireError::BareLf
-    );
+    assert_eq!(err("CONNECT a.test:1 HTTP/1.1\nHost: a.test\r\n\r\n"), WireError::BareLf);
+    assert_eq!(err("CONNECT a.test:1 HTTP/1.1\r\nHost: a.test\n\r\n"), WireError::BareLf);
+    assert_eq!(err("CONNECT a.test:1 HTTP/1.1\r\nHost: a.test\r\n\n"), WireError::BareLf);
 }
 
 #[test]
 fn bare_cr_is_invalid() {
     // RFC 9112 §2.2: a bare CR MUST be treated as invalid (or replaced by SP).
     assert_eq!(err("CONNECT a.test:1\rHTTP/1.1\r\nHost: a\r\n\r\n"), WireError::BareCr);
-    assert_eq!(
-        err("CONNECT a.test:1 HTTP/1.1\r\nX: a\rb\r\nHost: a\r\n\r\n"),
-        WireError::BareCr
-    );
+    assert_eq!(err("CONNECT a.test:1 HTTP/1.1\r\nX: a\rb\r\nHost: a\r\n\r\n"), WireError::BareCr);
 }
 
 #[test]
 fn method_is_a_case_sensitive_token() {
     // RFC 9112 §3.1: "The request method is case-sensitive." A lowercase connect is another method, and
     // authority-form with another method is refused (RFC 9110 §7.1).
-    assert_eq!(
-        err("connect a.test:1 HTTP/1.1\r\nHost: a\r\n\r\n"),
-        WireError::AuthorityFormWithoutConnect
-    );
-    assert_eq!(
-        err("Connect a.test:1 HTTP/1.1\r\nHost: a\r\n\r\n"),
-        WireError::AuthorityFormWithoutConnect
-    );
-    assert_eq!(
-        err("GET a.test:1 HTTP/1.1\r\nHost: a\r\n\r\n"),
-        WireError::AuthorityFormWithoutConnect
-    );
+    assert_eq!(err("connect a.test:1 HTTP/1.1\r\nHost: a\r\n\r\n"), WireError::AuthorityFormWithoutConnect);
+    assert_eq!(err("Connect a.test:1 HTTP/1.1\r\nHost: a\r\n\r\n"), WireError::AuthorityFormWithoutConnect);
+    assert_eq!(err("GET a.test:1 HTTP/1.1\r\nHost: a\r\n\r\n"), WireError::AuthorityFormWithoutConnect);
     assert_eq!(err("CON\"NECT a.test:1 HTTP/1.1\r\n\r\n"), WireError::InvalidMethod);
     // A TLS ClientHello sent to a cleartext port is refused at its first byte.
     let mut p = HeadParser::new(Limits::default());
     assert_eq!(p.advance(b"\x16\x03\x01\x02\x00"), Err(WireError::InvalidMethod));
     // Other methods in origin/absolute form parse: the proxy answers them 501 itself.
-    assert!(matches!(
-        parse("GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
-        Ok(Progress::Complete(_))
-    ));
-    assert!(matches!(
-        parse("GET http://a.test/ HTTP/1.1\r\nHost: a\r\n\r\n"),
-        Ok(Progress::Complete(_))
-    ));
+    assert!(matches!(parse("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Ok(Progress::Complete(_))));
+    assert!(matches!(parse("GET http://a.test/ HTTP/1.1\r\nHost: a\r\n\r\n"), Ok(Progress::Complete(_))));
 }
 
 #[test]
@@ -158,33 +124,20 @@ fn request_line_has_single_spaces() {
     }
     // HTAB is not a separator (RFC 9112 §3 MAY parse on whitespace; we do not), nor allowed in a target.
     assert_eq!(err("CONNECT\ta.test:1 HTTP/1.1\r\n"), WireError::RequestLineSyntax);
-    assert_eq!(
-        err("CONNECT a.test:1\tHTTP/1.1\r\n"),
-        WireError::InvalidTargetByte { byte: b'\t' }
-    );
+    assert_eq!(err("CONNECT a.test:1\tHTTP/1.1\r\n"), WireError::InvalidTargetByte { byte: b'\t' });
 }
 
 #[test]
 fn version_syntax_and_support() {
     // RFC 9112 §2.3: HTTP-version = HTTP-name "/" DIGIT "." DIGIT, case-sensitive.
     for bad in ["http/1.1", "HTTP/1.10", "HTTP/01.1", "HTTP/1", "HTTP/1.1x", "HTTPS/1.1"] {
-        assert_eq!(
-            err(&format!("CONNECT a.test:1 {bad}\r\n")),
-            WireError::InvalidVersion,
-            "{bad}"
-        );
+        assert_eq!(err(&format!("CONNECT a.test:1 {bad}\r\n")), WireError::InvalidVersion, "{bad}");
     }
     // RFC 9110 §15.6.6: 505 for an unsupported major version.
     let e = err("CONNECT a.test:1 HTTP/2.0\r\n");
-    assert_eq!(
-        (e.clone(), e.status()),
-        (WireError::VersionNotSupported { major: 2, minor: 0 }, 505)
-    );
+    assert_eq!((e.clone(), e.status()), (WireError::VersionNotSupported { major: 2, minor: 0 }, 505));
     // RFC 9110 §6.2: a higher minor version is processed as the highest supported one.
-    assert!(matches!(
-        parse("CONNECT a.test:1 HTTP/1.9\r\nHost: a\r\n\r\n"),
-        Ok(Progress::Complete(_))
-    ));
+    assert!(matches!(parse("CONNECT a.test:1 HTTP/1.9\r\nHost: a\r\n\r\n"), Ok(Progress::Complete(_))));
 }
 
 #[test]
@@ -201,23 +154,11 @@ fn connect_requires_authority_form() {
         assert_eq!(err(input), WireError::ConnectTargetNotAuthority { form }, "{input:?}");
     }
     // RFC 9110 §9.3.6: no default port, empty or invalid ports MUST be rejected.
-    assert_eq!(
-        err("CONNECT a.test HTTP/1.1\r\n"),
-        WireError::Authority(AuthorityError::MissingPort)
-    );
-    assert_eq!(
-        err("CONNECT a.test:0 HTTP/1.1\r\n"),
-        WireError::Authority(AuthorityError::PortOutOfRange)
-    );
-    assert_eq!(
-        err("CONNECT u@a.test:1 HTTP/1.1\r\n"),
-        WireError::Authority(AuthorityError::Userinfo)
-    );
+    assert_eq!(err("CONNECT a.test HTTP/1.1\r\n"), WireError::Authority(AuthorityError::MissingPort));
+    assert_eq!(err("CONNECT a.test:0 HTTP/1.1\r\n"), WireError::Authority(AuthorityError::PortOutOfRange));
+    assert_eq!(err("CONNECT u@a.test:1 HTTP/1.1\r\n"), WireError::Authority(AuthorityError::Userinfo));
     assert_eq!(err("CONNECT a.test HTTP/1.1\r\n").status(), 400);
-    assert_eq!(
-        err("CONNECT a.t\u{e9}st:1 HTTP/1.1\r\n"),
-        WireError::InvalidTargetByte { byte: 0xc3 }
-    );
+    assert_eq!(err("CONNECT a.t\u{e9}st:1 HTTP/1.1\r\n"), WireError::InvalidTargetByte { byte: 0xc3 });
 }
 
 #[test]
@@ -225,27 +166,15 @@ fn field_syntax_rules() {
     let head = |fields: &str| format!("CONNECT a.test:1 HTTP/1.1\r\n{fields}\r\n");
     // RFC 9112 §5.1: whitespace between field name and colon MUST be rejected with 400.
     assert_eq!(err(&head("Host : a.test\r\n")), WireError::WhitespaceBeforeColon);
-    assert_eq!(
-        err(&head("Host: a\r\nProxy-Authorization\t: x\r\n")),
-        WireError::WhitespaceBeforeColon
-    );
+    assert_eq!(err(&head("Host: a\r\nProxy-Authorization\t: x\r\n")), WireError::WhitespaceBeforeColon);
     // RFC 9112 §5.2: obs-fold rejected.
     assert_eq!(err(&head("Host: a\r\nX-A: a\r\n b\r\n")), WireError::ObsFold);
     // RFC 9112 §2.2: whitespace-preceded line after the request line.
     assert_eq!(err(&head(" Host: a\r\n")), WireError::WhitespaceBeforeFirstField);
     // RFC 9110 §5.5: CR, LF, NUL and other CTLs in values.
-    assert_eq!(
-        err(&head("Host: a\r\nX-A: a\0b\r\n")),
-        WireError::InvalidFieldValue { byte: 0 }
-    );
-    assert_eq!(
-        err(&head("Host: a\r\nX-A: a\x7fb\r\n")),
-        WireError::InvalidFieldValue { byte: 0x7f }
-    );
-    assert!(
-        matches!(parse(&head("Host: a\r\nX-A: caf\u{e9}\r\n")), Ok(Progress::Complete(_))),
-        "obs-text ok"
-    );
+    assert_eq!(err(&head("Host: a\r\nX-A: a\0b\r\n")), WireError::InvalidFieldValue { byte: 0 });
+    assert_eq!(err(&head("Host: a\r\nX-A: a\x7fb\r\n")), WireError::InvalidFieldValue { byte: 0x7f });
+    assert!(matches!(parse(&head("Host: a\r\nX-A: caf\u{e9}\r\n")), Ok(Progress::Complete(_))), "obs-text ok");
     // RFC 9110 §5.1: field-name = token; RFC 9112 §5: a field line has a colon.
     assert_eq!(err(&head("Host: a\r\n: v\r\n")), WireError::InvalidFieldName);
     assert_eq!(err(&head("Host: a\r\nX\"A: v\r\n")), WireError::InvalidFieldName);
@@ -256,23 +185,14 @@ fn field_syntax_rules() {
 fn host_rules() {
     // RFC 9112 §3.2: 400 for HTTP/1.1 without Host, more than one Host, or an invalid Host.
     assert_eq!(err("CONNECT a.test:1 HTTP/1.1\r\n\r\n"), WireError::MissingHost);
-    assert_eq!(
-        err("CONNECT a.test:1 HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n"),
-        WireError::DuplicateHost
-    );
+    assert_eq!(err("CONNECT a.test:1 HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n"), WireError::DuplicateHost);
     assert_eq!(
         err("CONNECT a.test:1 HTTP/1.1\r\nHost: a b\r\n\r\n"),
         WireError::InvalidHost(AuthorityError::InvalidRegName)
     );
-    assert_eq!(
-        err("CONNECT a.test:1 HTTP/1.1\r\nHost: \r\n\r\n"),
-        WireError::InvalidHost(AuthorityError::Empty)
-    );
+    assert_eq!(err("CONNECT a.test:1 HTTP/1.1\r\nHost: \r\n\r\n"), WireError::InvalidHost(AuthorityError::Empty));
     // HTTP/1.0 without Host is fine (Host is required for HTTP/1.1 only).
-    assert!(matches!(
-        parse("CONNECT a.test:1 HTTP/1.0\r\n\r\n"),
-        Ok(Progress::Complete(_))
-    ));
+    assert!(matches!(parse("CONNECT a.test:1 HTTP/1.0\r\n\r\n"), Ok(Progress::Complete(_))));
 }
 
 #[test]
@@ -290,28 +210,14 @@ fn host_never_chooses_the_destination() {
 fn framing_fields_on_connect_are_refused() {
     // RFC 9110 §9.3.6: "A CONNECT request message does not have content."
     let cl = "CONNECT a.test:1 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
-    assert_eq!(
-        err(cl),
-        WireError::ContentOnConnect {
-            field: "Content-Length"
-        }
-    );
+    assert_eq!(err(cl), WireError::ContentOnConnect { field: "Content-Length" });
     let te = "CONNECT a.test:1 HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
-    assert_eq!(
-        err(te),
-        WireError::ContentOnConnect {
-            field: "Transfer-Encoding"
-        }
-    );
+    assert_eq!(err(te), WireError::ContentOnConnect { field: "Transfer-Encoding" });
 }
 
 #[test]
 fn limits_give_414_and_431() {
-    let limits = Limits {
-        max_request_line: 40,
-        max_head: 120,
-        max_fields: 2,
-    };
+    let limits = Limits { max_request_line: 40, max_head: 120, max_fields: 2 };
     let run = |s: &str| HeadParser::new(limits).advance(s.as_bytes());
     // RFC 9112 §3: 414 for a request line longer than the server parses (even before its end arrives).
     let long = format!("CONNECT {}.test:1 HTTP/1.1\r\n", "a".repeat(40));
@@ -323,11 +229,7 @@ fn limits_give_414_and_431() {
     assert_eq!(run(many), Err(WireError::TooManyFields { limit: 2 }));
     let big = format!("CONNECT a.test:1 HTTP/1.1\r\nHost: a\r\nA: {}\r\n\r\n", "x".repeat(100));
     assert_eq!(run(&big), Err(WireError::HeadTooLarge { limit: 120 }));
-    assert_eq!(
-        run(&big[..121]),
-        Err(WireError::HeadTooLarge { limit: 120 }),
-        "refused before the end"
-    );
+    assert_eq!(run(&big[..121]), Err(WireError::HeadTooLarge { limit: 120 }), "refused before the end");
     assert_eq!(run(&big).unwrap_err().status(), 431);
 }
 
