@@ -34,7 +34,7 @@ const HEADS: &[(&str, &str)] = &[
 /// that load from elsewhere on the machine hits all alike; the minimum is the least disturbed estimate.
 fn measure3(iters: u32, mut a: impl FnMut(), mut b: impl FnMut(), mut c: impl FnMut()) -> [f64; 3] {
     let mut best = [Duration::MAX; 3];
-    let mut round = |f: &mut dyn FnMut(), slot: &mut Duration| {
+    let round = |f: &mut dyn FnMut(), slot: &mut Duration| {
         let start = Instant::now();
         for _ in 0..iters {
             f();

@@ -50,53 +50,57 @@ pub fn is_target_byte(b: u8) -> bool {
     (0x21..=0x7e).contains(&b)
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `x` that is below `n` (n <= 0x80) or equal to DEL. A flag can be wrong only
+/// above (at a higher address than) a correct one, so the lowest flag is exact.
+#[inline]
+fn flags(x: u64, n: u8) -> u64 {
+    let below = x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let y = x ^ (ONES * 0x7f);
+    let del = y.wrapping_sub(ONES) & !y & HIGH;
+    below | del
+}
+
+#[inline]
+fn word(chunk: &[u8]) -> u64 {
+    u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]))
+}
+
 /// The length of the longest prefix of visible ASCII (0x21..=0x7e), eight bytes at a time.
 #[inline]
 pub fn visible_prefix(bytes: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut done = 0;
     for chunk in bytes.chunks_exact(8) {
-        let x = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-        let below = x.wrapping_sub(ONES * 0x21) & !x & HIGH;
-        let y = x ^ (ONES * 0x7f);
-        let is_del = y.wrapping_sub(ONES) & !y & HIGH;
-        if below | is_del | (x & HIGH) != 0 {
-            break;
+        let x = word(chunk);
+        let bad = flags(x, 0x21) | (x & HIGH);
+        if bad != 0 {
+            return done + (bad.trailing_zeros() / 8) as usize;
         }
         done += 8;
     }
     done + bytes[done..].iter().position(|&b| !is_target_byte(b)).unwrap_or(bytes.len() - done)
 }
 
-/// Whether any byte of the 8 in `x` is below 0x20 or DEL (may also flag a byte after such a byte: callers
-/// recheck flagged words byte by byte).
-#[inline]
-fn has_ctl(x: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
-    let y = x ^ (ONES * 0x7f);
-    let is_del = y.wrapping_sub(ONES) & !y & HIGH;
-    below_space | is_del != 0
-}
-
-/// The length of the longest prefix of `value` made of field-vchar, SP and HTAB (RFC 9110 §5.5).
+/// The length of the longest prefix of `value` made of field-vchar, SP and HTAB (RFC 9110 §5.5), eight bytes
+/// at a time.
 #[inline]
 pub fn valid_value_prefix(value: &[u8]) -> usize {
-    // Sixteen bytes at a time: a block with no byte below 0x20 and no DEL is all valid (HTAB, the one allowed
-    // CTL, sends its block to the byte-wise check).
     let mut done = 0;
-    for block in value.chunks_exact(16) {
-        let (a, b) = block.split_at(8);
-        let a = u64::from_le_bytes(a.try_into().unwrap_or([0; 8]));
-        let b = u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-        if has_ctl(a) || has_ctl(b) {
-            if let Some(i) = block.iter().position(|&c| !VALUE[c as usize]) {
-                return done + i;
+    for chunk in value.chunks_exact(8) {
+        let bad = flags(word(chunk), 0x20);
+        if bad != 0 {
+            let at = (bad.trailing_zeros() / 8) as usize;
+            // HTAB is the one CTL allowed; past it, finish the word byte by byte.
+            if chunk[at] != b'\t' {
+                return done + at;
+            }
+            if let Some(i) = chunk[at..].iter().position(|&c| !VALUE[c as usize]) {
+                return done + at + i;
             }
         }
-        done += 16;
+        done += 8;
     }
     done + value[done..].iter().position(|&b| !VALUE[b as usize]).unwrap_or(value.len() - done)
 }

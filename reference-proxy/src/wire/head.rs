@@ -236,7 +236,11 @@ impl HeadParser {
             Some(&byte) => return Err(WireError::InvalidTargetByte { byte }),
         }
         let version_start = target_end + 1;
-        let version_end = version_start + visible_prefix(&b[version_start..]);
+        // The usual `HTTP/1.1` or `HTTP/1.0` straight to CRLF skips the scan.
+        let version_end = match b.get(version_start..version_start + 10) {
+            Some(b"HTTP/1.1\r\n" | b"HTTP/1.0\r\n") => version_start + 8,
+            _ => version_start + visible_prefix(&b[version_start..]),
+        };
         match b.get(version_end) {
             None => return w.exhausted(),
             Some(b'\r') => match b.get(version_end + 1) {
