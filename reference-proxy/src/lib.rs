@@ -1,4 +1,24 @@
 //! reference-proxy: a correct HTTP/1.1 CONNECT proxy over plain TCP and TLS, and the strict request parser
 //! ([`wire`]) it is built on.
+//!
+//! Start it in-process with [`server::start`] and a [`config::ProxyConfig`] (see
+//! [`config::ProxyConfig::for_testing`]), or run the `reference-proxy` binary.
 
+pub mod auth;
+pub mod cli;
+pub mod config;
+mod conn;
+#[cfg(feature = "faults")]
+pub mod faults;
+pub mod policy;
+mod relay;
+pub mod resolve;
+pub mod response;
+pub mod server;
+mod stream;
+pub mod tls;
 pub mod wire;
+
+pub use config::ProxyConfig;
+pub use relay::CloseReason;
+pub use server::{RunningProxy, StartError, start};

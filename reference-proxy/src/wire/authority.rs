@@ -98,10 +98,10 @@ fn split(input: &[u8]) -> Result<(RawHost, Option<&[u8]>), AuthorityError> {
         Some(colon) => (&input[..colon], Some(&input[colon + 1..])),
         None => (input, None),
     };
-    if port.is_none_or(|p| p.iter().all(u8::is_ascii_digit)) {
-        if let Ok(host) = parse_host_name_or_ipv4(host) {
-            return Ok((host, port));
-        }
+    if port.is_none_or(|p| p.iter().all(u8::is_ascii_digit))
+        && let Ok(host) = parse_host_name_or_ipv4(host)
+    {
+        return Ok((host, port));
     }
     if input.is_empty() {
         return Err(AuthorityError::Empty);
@@ -288,10 +288,11 @@ fn parse_host_name_or_ipv4(host: &[u8]) -> Result<RawHost, AuthorityError> {
             }
         }
     }
-    if digits_and_dots && body.len() == host.len() {
-        if let Some(addr) = parse_dotted_decimal(host) {
-            return Ok(RawHost::Ipv4(addr));
-        }
+    if digits_and_dots
+        && body.len() == host.len()
+        && let Some(addr) = parse_dotted_decimal(host)
+    {
+        return Ok(RawHost::Ipv4(addr));
     }
     let last_label = &body[label_start..];
     bad |= last_label.is_empty() || last_label.len() > 63;

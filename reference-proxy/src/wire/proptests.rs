@@ -68,8 +68,11 @@ fn head() -> impl Strategy<Value = Generated> {
 }
 
 /// One rule broken on purpose, and the error it must give.
-fn violation() -> impl Strategy<Value = (Generated, fn(&Generated) -> (String, WireError))> {
-    let mutations: Vec<fn(&Generated) -> (String, WireError)> = vec![
+/// Breaks one rule of a valid head: the input, and the error it must give.
+type Mutation = fn(&Generated) -> (String, WireError);
+
+fn violation() -> impl Strategy<Value = (Generated, Mutation)> {
+    let mutations: Vec<Mutation> = vec![
         |g| {
             let s = g.render().replacen("\r\n\r\n", "\r\nX-Ws : v\r\n\r\n", 1);
             (s, WireError::WhitespaceBeforeColon)
@@ -132,7 +135,7 @@ proptest! {
             .map(|f| (f.name.to_string(), String::from_utf8(f.value.to_vec()).unwrap()))
             .collect();
         prop_assert_eq!(fields, g.fields.clone());
-        prop_assert_eq!(head.authority().map(|a| a.to_string().len() > 0), Some(true));
+        prop_assert_eq!(head.authority().map(|a| !a.to_string().is_empty()), Some(true));
         prop_assert_eq!(&input[head.len()..], &early[..]);
     }
 

@@ -1,0 +1,157 @@
+//! The proxy's own responses: the 2xx that opens a tunnel and the error responses that refuse one.
+//!
+//! Every error carries a `Proxy-Status` field (RFC 9209) naming the error type, a short `text/plain` body with
+//! its `Content-Length`, and `Connection: close`: the connection is closed after it, so nothing the client sent
+//! after a refused request is ever acted on.
+
+use std::fmt::Write as _;
+
+/// The success response. RFC 9110 §9.3.6: no Content-Length or Transfer-Encoding in a 2xx to CONNECT.
+pub const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
+
+/// RFC 9209 §2.3 error types used by the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    DnsTimeout,
+    DnsError,
+    DestinationIpProhibited,
+    DestinationIpUnroutable,
+    DestinationUnavailable,
+    ConnectionRefused,
+    ConnectionTimeout,
+    HttpRequestError,
+    HttpRequestDenied,
+    ProxyInternalResponse,
+    ConnectionLimitReached,
+    ProxyInternalError,
+    ProxyLoopDetected,
+}
+
+impl ErrorType {
+    pub fn token(self) -> &'static str {
+        match self {
+            ErrorType::DnsTimeout => "dns_timeout",
+            ErrorType::DnsError => "dns_error",
+            ErrorType::DestinationIpProhibited => "destination_ip_prohibited",
+            ErrorType::DestinationIpUnroutable => "destination_ip_unroutable",
+            ErrorType::DestinationUnavailable => "destination_unavailable",
+            ErrorType::ConnectionRefused => "connection_refused",
+            ErrorType::ConnectionTimeout => "connection_timeout",
+            ErrorType::HttpRequestError => "http_request_error",
+            ErrorType::HttpRequestDenied => "http_request_denied",
+            ErrorType::ProxyInternalResponse => "proxy_internal_response",
+            ErrorType::ConnectionLimitReached => "connection_limit_reached",
+            ErrorType::ProxyInternalError => "proxy_internal_error",
+            ErrorType::ProxyLoopDetected => "proxy_loop_detected",
+        }
+    }
+}
+
+/// A refusal, before any tunnel exists.
+#[derive(Debug, Clone)]
+pub struct ErrorResponse {
+    pub status: u16,
+    pub error: ErrorType,
+    /// Goes in the `details` parameter and the body; a short human-readable reason.
+    pub details: String,
+    /// Extra fields, e.g. `Proxy-Authenticate` or `Allow`.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl ErrorResponse {
+    pub fn new(status: u16, error: ErrorType, details: impl Into<String>) -> Self {
+        ErrorResponse { status, error, details: details.into(), fields: Vec::new() }
+    }
+
+    pub fn with_field(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.fields.push((name, value.into()));
+        self
+    }
+
+    /// Serializes the response; `proxy_name` is the RFC 9209 member name (an sf-token).
+    pub fn to_bytes(&self, proxy_name: &str) -> Vec<u8> {
+        let details = sf_string_content(&self.details);
+        let body = format!("{} {}: {}\n", self.status, reason(self.status), printable(&self.details));
+        let mut out = String::with_capacity(256 + body.len());
+        let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        let _ = write!(out, "Proxy-Status: {proxy_name}; error={}; details=\"{details}\"\r\n", self.error.token());
+        for (name, value) in &self.fields {
+            let _ = write!(out, "{name}: {}\r\n", printable(value));
+        }
+        let _ = write!(
+            out,
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        out.into_bytes()
+    }
+}
+
+/// RFC 8941 §3.3.3 sf-string: printable ASCII with `"` and `\` escaped.
+fn sf_string_content(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out
+}
+
+/// Field values and bodies stay printable ASCII whatever a detail string holds.
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if (' '..='~').contains(&c) { c } else { '?' }).collect()
+}
+
+/// Reason phrases for the statuses the proxy sends.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "Connection Established",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        414 => "URI Too Long",
+        421 => "Misdirected Request",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
+/// RFC 8941 §3.3.4 sf-token: `( ALPHA / "*" ) *( tchar / ":" / "/" )`.
+pub fn is_token(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'*')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_response_shape() {
+        let r = ErrorResponse::new(403, ErrorType::DestinationIpProhibited, "10.0.0.1 is \"private\"")
+            .with_field("X-Test", "a\r\nb");
+        let text = String::from_utf8(r.to_bytes("reference-proxy")).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 403 Forbidden\r\n"));
+        assert!(head.contains(
+            "\r\nProxy-Status: reference-proxy; error=destination_ip_prohibited; details=\"10.0.0.1 is \\\"private\\\"\"\r\n"
+        ));
+        assert!(head.contains("\r\nX-Test: a??b\r\n"));
+        assert!(head.contains("\r\nConnection: close"));
+        assert!(head.contains(&format!("\r\nContent-Length: {}", body.len())));
+        assert!(body.starts_with("403 Forbidden: "));
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests of reference-proxy on real loopback sockets (one test binary, see the workspace rules).
+
+mod binary;
+mod curl;
+mod errors;
+#[cfg(feature = "faults")]
+mod faults;
+mod shutdown;
+mod support;
+mod tls;
+mod tunnel;
