@@ -1,1 +1,20 @@
-//! The connect-harness library: scenario engine, instrumented origins, reports.
+//! The connect-harness library: scenario engine, instrumented origins, client driver, verdicts and reports.
+//!
+//! Flow of a run: [`scenario`] loads TOML scenarios (embedded and `--scenarios DIR`, matrices expanded);
+//! [`runner`] runs each scenario on each transport concurrently; for one run, [`exec`] leases a fresh set of
+//! [`origin`]s, connects through [`client`] (plain or TLS, every wait with a deadline) and executes the steps;
+//! [`judge`] turns the step results into a verdict (pure); the runner emits events that the terminal, JSON and
+//! JUnit consumers in [`report`] render. [`cli`] wires it to the `connect-harness` binary; [`exit`] holds the
+//! exit codes; [`expect`] reads known deviations.
+
+pub mod cli;
+pub mod client;
+pub mod escape;
+pub mod exec;
+pub mod exit;
+pub mod expect;
+pub mod judge;
+pub mod origin;
+pub mod report;
+pub mod runner;
+pub mod scenario;

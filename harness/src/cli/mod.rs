@@ -1,0 +1,330 @@
+//! Command-line interface: argument types (clap derive) and the `list` / `run` / `schema` commands.
+
+mod proxy;
+
+pub use proxy::{
+    EMBEDDED_NAMES, ProxyUnderTest, ProxyUrl, embedded_proxy, external_proxy, parse_proxy_url, start_reference,
+};
+
+use std::{
+    io::{IsTerminal, Write},
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use tokio::sync::mpsc;
+
+use crate::{
+    exec::Settings,
+    exit,
+    expect::Deviations,
+    origin::Pool,
+    report::{
+        json::JsonReporter,
+        junit::JunitReporter,
+        terminal::{Reporter, TerminalReporter},
+    },
+    runner::{self, RunSpec},
+    scenario::{self, Level, Loaded},
+};
+
+/// Conformance test harness for HTTP CONNECT proxies.
+#[derive(Debug, Parser)]
+#[command(name = "connect-harness", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the scenarios (embedded, plus --scenarios DIR).
+    List(ListArgs),
+    /// Run the scenarios against a proxy (the embedded reference proxy when --proxy is not given).
+    Run(Box<RunArgs>),
+    /// Print the JSON Schema of the --report file.
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Also load every *.toml scenario file in this directory.
+    #[arg(long, value_name = "DIR")]
+    pub scenarios: Option<PathBuf>,
+    /// Run only scenarios whose id matches this glob (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub only: Vec<String>,
+    /// Leave out scenarios whose id matches this glob (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub skip: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub select: Selection,
+    /// Print JSON (one array of scenario objects) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum FailOn {
+    Must,
+    Should,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub select: Selection,
+    /// The proxy under test: http://HOST:PORT or https://HOST:PORT. The host of an https URL is the SNI
+    /// name and the name its certificate is checked against. Without it, the embedded reference proxy runs.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Connect here instead of resolving the URL's host (like curl's --connect-to).
+    #[arg(long, value_name = "IP:PORT", requires = "proxy")]
+    pub proxy_addr: Option<SocketAddr>,
+    /// PEM file with the CA certificate(s) that sign the proxy's certificate (https proxies).
+    #[arg(long, value_name = "FILE", requires = "proxy", conflicts_with = "proxy_insecure")]
+    pub proxy_cacert: Option<PathBuf>,
+    /// Do not verify the proxy's certificate (https proxies).
+    #[arg(long, requires = "proxy")]
+    pub proxy_insecure: bool,
+    /// Credentials for Proxy-Authorization (Basic); enables the authentication scenarios.
+    #[arg(long, value_name = "USER:PASS")]
+    pub proxy_user: Option<String>,
+    /// Scenarios run at once (they are I/O-bound, so this may exceed the core count).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: u16,
+    /// Deadline of each step, in seconds (fractions allowed).
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    pub timeout: Duration,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+    /// Write a JUnit XML report here.
+    #[arg(long, value_name = "FILE.xml")]
+    pub junit: Option<PathBuf>,
+    /// Which verdicts fail the run: `must` (fail only) or `should` (fail and warn).
+    #[arg(long, value_enum, default_value_t = FailOn::Must)]
+    pub fail_on: FailOn,
+    /// Known deviations of this proxy (TOML: `[[deviation]]` tables with `id` = GLOB and `reason`).
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<PathBuf>,
+    /// Ports the origins may listen on, e.g. 20000-20019 (so a proxy's port ACL can allow them).
+    #[arg(long, value_name = "FIRST-LAST", value_parser = parse_port_range)]
+    pub origin_ports: Option<std::ops::RangeInclusive<u16>>,
+    /// Colour in terminal output.
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(v > 0.0 && v <= 3600.0) {
+        return Err("the timeout must be more than 0 and at most 3600 seconds".into());
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let (a, b) = s.split_once('-').ok_or_else(|| format!("{s:?}: expected FIRST-LAST, e.g. 20000-20019"))?;
+    let a: u16 = a.trim().parse().map_err(|_| format!("{a:?} is not a port"))?;
+    let b: u16 = b.trim().parse().map_err(|_| format!("{b:?} is not a port"))?;
+    if a == 0 || a > b {
+        return Err(format!("{s:?}: need 1 <= FIRST <= LAST"));
+    }
+    Ok(a..=b)
+}
+
+/// A failure of the command itself, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+pub(crate) fn usage(message: impl Into<String>) -> CliError {
+    CliError { code: exit::USAGE, message: message.into() }
+}
+
+pub(crate) fn cannot_run(message: impl Into<String>) -> CliError {
+    CliError { code: exit::CANNOT_RUN, message: message.into() }
+}
+
+fn glob_set(patterns: &[String], flag: &str) -> Result<Option<GlobSet>, CliError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        b.add(Glob::new(p).map_err(|e| usage(format!("{flag} {p:?}: {e}")))?);
+    }
+    Ok(Some(b.build().map_err(|e| usage(format!("{flag}: {e}")))?))
+}
+
+/// Loads and filters the scenarios for `list` and `run`.
+pub fn select(sel: &Selection) -> Result<Vec<Arc<Loaded>>, CliError> {
+    let mut sources = scenario::embedded_sources();
+    if let Some(dir) = &sel.scenarios {
+        sources.extend(scenario::read_dir(dir).map_err(|e| usage(e.to_string()))?);
+    }
+    let all = scenario::load(&sources).map_err(|e| usage(format!("bad scenario file:\n{e}")))?;
+    let only = glob_set(&sel.only, "--only")?;
+    let skip = glob_set(&sel.skip, "--skip")?;
+    let picked: Vec<_> = all
+        .into_iter()
+        .filter(|l| only.as_ref().is_none_or(|g| g.is_match(&l.scenario.id)))
+        .filter(|l| skip.as_ref().is_none_or(|g| !g.is_match(&l.scenario.id)))
+        .collect();
+    if picked.is_empty() && (only.is_some() || skip.is_some()) {
+        return Err(usage("no scenario matches the --only/--skip patterns"));
+    }
+    Ok(picked)
+}
+
+/// `connect-harness list`.
+pub fn list(args: &ListArgs, out: &mut dyn Write) -> Result<u8, CliError> {
+    let picked = select(&args.select)?;
+    let io = |e: std::io::Error| cannot_run(format!("writing output: {e}"));
+    if args.json {
+        let v: Vec<serde_json::Value> = picked
+            .iter()
+            .map(|l| {
+                let s = &l.scenario;
+                serde_json::json!({
+                    "id": s.id, "title": s.title, "level": s.level, "section": s.section,
+                    "requirement": s.requirement, "transports": s.transports, "catalog": s.catalog,
+                    "needs": s.needs, "faults": s.faults, "source": format!("{}:{}", l.file, l.line),
+                    "generated_from": l.generated_from,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json")).map_err(io)?;
+    } else {
+        for l in &picked {
+            let s = &l.scenario;
+            let t: Vec<&str> = s.transports.iter().map(|t| t.as_str()).collect();
+            writeln!(out, "{:<58} {:<8} {:<9} {:<18} {}", s.id, s.level.as_str(), t.join(","), s.section, s.title)
+                .map_err(io)?;
+        }
+        writeln!(out, "{} scenarios", picked.len()).map_err(io)?;
+    }
+    Ok(exit::OK)
+}
+
+/// `connect-harness run`: everything but process setup. Output goes to `out`.
+pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool) -> Result<u8, CliError> {
+    let scenarios = select(&args.select)?;
+    let deviations = match &args.expect {
+        None => Deviations::default(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| usage(format!("--expect {}: {e}", p.display())))?;
+            Deviations::parse(&p.display().to_string(), &text).map_err(usage)?
+        }
+    };
+    if let Some(u) = &args.proxy_user
+        && !u.contains(':')
+    {
+        return Err(usage("--proxy-user must be USER:PASS"));
+    }
+    // Fail before running for an unwritable report path, not after.
+    for (flag, path) in [("--report", &args.report), ("--junit", &args.junit)] {
+        if let Some(p) = path {
+            std::fs::write(p, b"").map_err(|e| usage(format!("{flag} {}: {e}", p.display())))?;
+        }
+    }
+    let pool = Pool::new(args.origin_ports.clone()).await.map_err(|e| cannot_run(e.to_string()))?;
+    let (put, endpoints, label) = match &args.proxy {
+        None => {
+            let (p, e) = embedded_proxy(args.proxy_user.as_deref()).await?;
+            (p, e, "embedded reference proxy".to_string())
+        }
+        Some(url) => (ProxyUnderTest::External, external_proxy(args, url).await?, url.clone()),
+    };
+    let fail_on = match args.fail_on {
+        FailOn::Must => Level::Must,
+        FailOn::Should => Level::Should,
+    };
+    let color = match args.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => {
+            stdout_is_tty
+                && std::env::var_os("NO_COLOR").is_none()
+                && std::env::var("TERM").ok().as_deref() != Some("dumb")
+        }
+    };
+    let mut reporters: Vec<Box<dyn Reporter>> =
+        vec![Box::new(TerminalReporter::new(out, color, stdout_is_tty, fail_on))];
+    if let Some(p) = &args.report {
+        reporters.push(Box::new(JsonReporter::new(p.clone())));
+    }
+    if let Some(p) = &args.junit {
+        reporters.push(Box::new(JunitReporter::new(p.clone())));
+    }
+    let spec = RunSpec {
+        scenarios,
+        endpoints,
+        settings: Settings { step_timeout: args.timeout, proxy_user: args.proxy_user.clone(), ..Settings::default() },
+        jobs: args.jobs as usize,
+        deviations,
+        target_label: label,
+        fail_on,
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let consumer = tokio::task::spawn_blocking(move || {
+        let mut first_error = None;
+        while let Some(ev) = rx.blocking_recv() {
+            for r in &mut reporters {
+                if let Err(e) = r.on_event(&ev)
+                    && first_error.is_none()
+                {
+                    first_error = Some(e);
+                }
+            }
+        }
+        first_error
+    });
+    let (results, _) = runner::run(spec, Arc::new(pool), tx).await;
+    let write_error = consumer.await.map_err(|e| cannot_run(format!("reporter failed: {e}")))?;
+    if let ProxyUnderTest::Embedded(p) = put {
+        let _ = tokio::time::timeout(Duration::from_secs(5), p.shutdown()).await;
+    }
+    if let Some(e) = write_error {
+        return Err(cannot_run(format!("writing a report failed: {e}")));
+    }
+    Ok(exit::for_results(&results, fail_on))
+}
+
+/// Whether stdout is a terminal (for colour and the progress bar).
+pub fn stdout_is_tty() -> bool {
+    std::io::stdout().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_values() {
+        assert_eq!(parse_port_range("20000-20019").unwrap(), 20000..=20019);
+        assert!(parse_port_range("20019-20000").is_err());
+        assert!(parse_port_range("x-1").is_err());
+        assert!(parse_secs("0").is_err());
+        assert_eq!(parse_secs("0.5").unwrap(), Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,273 @@
+//! The client side of a scenario: a connection to the proxy (plain or TLS, possibly with TLS nested inside
+//! the tunnel), where every read and write has a deadline and everything is written to a transcript.
+
+pub mod head;
+pub mod tls;
+pub mod transcript;
+
+use std::{
+    io,
+    net::SocketAddr,
+    os::fd::{AsFd, OwnedFd},
+    sync::Arc,
+};
+
+use rustls::pki_types::ServerName;
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+    time::{Instant, timeout_at},
+};
+
+use self::{
+    head::{ResponseHead, find_head_end, parse_head},
+    transcript::{Direction, Transcript},
+};
+
+/// Anything the client can talk through.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Why a TCP connection to the proxy could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connecting to the proxy at {0} timed out")]
+    Timeout(SocketAddr),
+    #[error("could not connect to the proxy at {0}: {1}")]
+    Io(SocketAddr, io::Error),
+}
+
+impl ConnectError {
+    /// The proxy accepted the connection and then reset it: the proxy failing, not the proxy being unreachable.
+    pub fn accepted_then_reset(&self) -> bool {
+        matches!(self, ConnectError::Io(_, e) if e.kind() == io::ErrorKind::ConnectionReset)
+    }
+}
+
+pub async fn connect_tcp(addr: SocketAddr, deadline: Instant) -> Result<TcpStream, ConnectError> {
+    match timeout_at(deadline, TcpStream::connect(addr)).await {
+        Err(_) => Err(ConnectError::Timeout(addr)),
+        Ok(Err(e)) => Err(ConnectError::Io(addr, e)),
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+    }
+}
+
+/// One read attempt.
+#[derive(Debug)]
+pub enum ReadEvent {
+    Data(usize),
+    Eof,
+    Error(io::Error),
+    Timeout,
+}
+
+/// The result of reading a response head.
+#[derive(Debug)]
+pub enum HeadRead {
+    Head(ResponseHead),
+    /// Bytes that do not parse as a response head.
+    Garbage(String),
+    /// No end of head within the size bound.
+    TooLarge(usize),
+    /// The connection ended (cleanly, or with an error) before a complete head; `partial` is what came.
+    Closed {
+        partial: Vec<u8>,
+        error: Option<String>,
+    },
+    Timeout {
+        partial: Vec<u8>,
+    },
+}
+
+pub struct Conn {
+    io: Box<dyn Io>,
+    /// Bytes read but not yet consumed (for example tunnel data that followed a 2xx head).
+    pub buf: Vec<u8>,
+    pub eof: bool,
+    /// A duplicate of the TCP socket, to abort with RST.
+    tcp_fd: Option<OwnedFd>,
+    pub transcript: Transcript,
+}
+
+impl Conn {
+    pub fn new(tcp: TcpStream, transcript: Transcript) -> Self {
+        let tcp_fd = tcp.as_fd().try_clone_to_owned().ok();
+        Self { io: Box::new(tcp), buf: Vec::new(), eof: false, tcp_fd, transcript }
+    }
+
+    /// TLS handshake over the current stream (to the proxy, or through the tunnel); consumes the stream.
+    /// Returns the negotiated ALPN protocol.
+    pub async fn start_tls(
+        &mut self,
+        config: Arc<rustls::ClientConfig>,
+        name: ServerName<'static>,
+        deadline: Instant,
+    ) -> Result<Option<String>, String> {
+        if !self.buf.is_empty() {
+            return Err(format!("{} unexpected bytes arrived before the TLS handshake", self.buf.len()));
+        }
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let inner = std::mem::replace(&mut self.io, Box::new(tokio::io::empty()));
+        match timeout_at(deadline, connector.connect(name, inner)).await {
+            Err(_) => Err("TLS handshake timed out".into()),
+            Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+            Ok(Ok(tls)) => {
+                let (_, conn) = tls.get_ref();
+                let alpn = conn.alpn_protocol().map(|a| String::from_utf8_lossy(a).into_owned());
+                let version = conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
+                self.transcript.event(format!("TLS established ({version}, ALPN {alpn:?})"));
+                self.io = Box::new(tls);
+                Ok(alpn)
+            }
+        }
+    }
+
+    pub async fn write(&mut self, data: &[u8], deadline: Instant) -> Result<(), String> {
+        self.transcript.bytes(Direction::Sent, data);
+        match timeout_at(deadline, async {
+            self.io.write_all(data).await?;
+            self.io.flush().await
+        })
+        .await
+        {
+            Err(_) => Err("write timed out (the proxy stopped reading)".into()),
+            Ok(Err(e)) => Err(format!("write failed: {e}")),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    /// Reads once more into `buf`, at most `max` bytes.
+    pub async fn read_more(&mut self, max: usize, deadline: Instant) -> ReadEvent {
+        if self.eof {
+            return ReadEvent::Eof;
+        }
+        let mut chunk = vec![0u8; max.clamp(1, 64 * 1024)];
+        match timeout_at(deadline, self.io.read(&mut chunk)).await {
+            Err(_) => ReadEvent::Timeout,
+            Ok(Ok(0)) => {
+                self.eof = true;
+                self.transcript.event("EOF from the proxy");
+                ReadEvent::Eof
+            }
+            Ok(Ok(n)) => {
+                self.transcript.bytes(Direction::Received, &chunk[..n]);
+                self.buf.extend_from_slice(&chunk[..n]);
+                ReadEvent::Data(n)
+            }
+            Ok(Err(e)) => {
+                self.eof = true;
+                self.transcript.event(format!("read error: {e}"));
+                ReadEvent::Error(e)
+            }
+        }
+    }
+
+    /// Reads a response head of at most `max` bytes; bytes after it stay in `buf`.
+    pub async fn read_head(&mut self, max: usize, deadline: Instant) -> HeadRead {
+        loop {
+            if let Some(end) = find_head_end(&self.buf) {
+                let head: Vec<u8> = self.buf.drain(..end).collect();
+                return match parse_head(&head) {
+                    Ok(h) => HeadRead::Head(h),
+                    Err(e) => HeadRead::Garbage(e),
+                };
+            }
+            if self.buf.len() > max {
+                return HeadRead::TooLarge(self.buf.len());
+            }
+            // A status line that cannot be HTTP is garbage at once; no need to wait for more.
+            if self.buf.len() >= 5 && !self.buf.starts_with(b"HTTP/") {
+                let line_end = self.buf.iter().position(|&b| b == b'\n').unwrap_or(self.buf.len());
+                return HeadRead::Garbage(format!(
+                    "not an HTTP response: {}",
+                    crate::escape::escape(&self.buf[..line_end], 80)
+                ));
+            }
+            match self.read_more(max + 1 - self.buf.len(), deadline).await {
+                ReadEvent::Data(_) => {}
+                ReadEvent::Eof => {
+                    return HeadRead::Closed { partial: std::mem::take(&mut self.buf), error: None };
+                }
+                ReadEvent::Error(e) => {
+                    return HeadRead::Closed { partial: std::mem::take(&mut self.buf), error: Some(e.to_string()) };
+                }
+                ReadEvent::Timeout => {
+                    return HeadRead::Timeout { partial: self.buf.clone() };
+                }
+            }
+        }
+    }
+
+    /// Reads until `buf` holds at least `n` bytes.
+    pub async fn fill(&mut self, n: usize, deadline: Instant) -> ReadEvent {
+        while self.buf.len() < n {
+            match self.read_more(n - self.buf.len(), deadline).await {
+                ReadEvent::Data(_) => {}
+                other => return other,
+            }
+        }
+        ReadEvent::Data(self.buf.len())
+    }
+
+    /// Reads and discards until EOF; returns how many bytes came, or the event that stopped it.
+    pub async fn drain_to_eof(&mut self, limit: usize, deadline: Instant) -> (usize, ReadEvent) {
+        let mut total = std::mem::take(&mut self.buf).len();
+        loop {
+            match self.read_more(64 * 1024, deadline).await {
+                ReadEvent::Data(n) => {
+                    total += n;
+                    self.buf.clear();
+                    if total > limit {
+                        return (total, ReadEvent::Data(total));
+                    }
+                }
+                other => return (total, other),
+            }
+        }
+    }
+
+    /// Half-close: FIN (over TLS, close_notify then FIN); reading goes on.
+    pub async fn shutdown_write(&mut self, deadline: Instant) -> Result<(), String> {
+        self.transcript.event("client half-close (shutdown write)");
+        match timeout_at(deadline, self.io.shutdown()).await {
+            Err(_) => Err("shutdown timed out".into()),
+            Ok(Err(e)) => Err(format!("shutdown failed: {e}")),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    /// Abortive close: RST on the TCP connection.
+    pub fn reset(&mut self) {
+        self.transcript.event("client reset (RST)");
+        if let Some(fd) = self.tcp_fd.take() {
+            let _ = socket2::SockRef::from(&fd).set_linger(Some(std::time::Duration::ZERO));
+        }
+        self.io = Box::new(tokio::io::empty());
+        self.eof = true;
+    }
+
+    /// Full close (FIN both ways, after close_notify over TLS).
+    pub async fn close(&mut self, deadline: Instant) {
+        self.transcript.event("client close");
+        let _ = timeout_at(deadline, self.io.shutdown()).await;
+        self.io = Box::new(tokio::io::empty());
+        self.tcp_fd = None;
+        self.eof = true;
+    }
+
+    /// The raw stream, for bulk transfers.
+    pub fn io(&mut self) -> &mut Box<dyn Io> {
+        &mut self.io
+    }
+}
+
+impl Conn {
+    /// Ends the connection at the end of a scenario without waiting for anything.
+    pub fn reset_quietly(&mut self) {
+        self.io = Box::new(tokio::io::empty());
+        self.tcp_fd = None;
+    }
+}

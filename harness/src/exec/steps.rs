@@ -1,0 +1,156 @@
+//! The step dispatcher and the steps that send. Each step returns a report; none waits without a deadline.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{
+    State, origin_check,
+    report::{StepReport, StepResult},
+    response, tunnel,
+};
+use crate::{
+    client::HeadRead,
+    scenario::step::{CloseKind, ConnectRequest, Step},
+};
+
+pub(super) async fn run(st: &mut State<'_>, index: usize, step: &Step) -> StepReport {
+    let kind = step.kind();
+    let lvl = st.level;
+    let ok = |detail: String| StepReport::new(index, kind, lvl, StepResult::Passed, detail);
+    let bad = |detail: String| StepReport::new(index, kind, lvl, StepResult::Mismatch, detail);
+    let harness = |detail: String| StepReport::new(index, kind, lvl, StepResult::Error, detail);
+    // After a tolerated non-2xx answer there is no tunnel: tunnel steps do not apply.
+    let tunnel_step = matches!(
+        step,
+        Step::Echo(_) | Step::ExpectData(_) | Step::ExpectBanner(_) | Step::TlsHandshake(_) | Step::SendRandom(_)
+    );
+    if tunnel_step && !st.tunnel && st.observed.as_ref().is_some_and(|o| !o.is_success()) {
+        return ok("not run: the proxy did not open a tunnel (its answer was acceptable)".into());
+    }
+    match step {
+        Step::Send(text) => match st.expand(text) {
+            Err(e) => harness(e),
+            Ok(data) => send(st, &data, index, kind).await,
+        },
+        Step::SendSlowly(s) => {
+            let data = match st.expand(&s.data) {
+                Ok(d) => d,
+                Err(e) => return harness(e),
+            };
+            for (i, piece) in data.chunks(s.chunk).enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(s.delay_ms)).await;
+                }
+                let r = send(st, piece, index, kind).await;
+                if r.result != StepResult::Passed {
+                    return r;
+                }
+            }
+            ok(format!("sent {} bytes in pieces of {}", data.len(), s.chunk))
+        }
+        Step::Connect(c) => match build_connect(st, c) {
+            Err(e) => harness(e),
+            Ok((data, early)) => {
+                let r = send(st, &data, index, kind).await;
+                if r.result == StepResult::Passed && early > 0 {
+                    let tail = data[data.len() - early..].to_vec();
+                    st.note_tunnel_sent(&tail);
+                }
+                r
+            }
+        },
+        Step::SendRandom(n) => tunnel::send_random(st, index, kind, n).await,
+        Step::Close(how) => {
+            let deadline = st.deadline(None);
+            match how {
+                CloseKind::Half => match st.conn.shutdown_write(deadline).await {
+                    Ok(()) => ok("half-closed".into()),
+                    Err(e) => bad(e),
+                },
+                CloseKind::Full => {
+                    st.conn.close(deadline).await;
+                    ok("closed".into())
+                }
+                CloseKind::Reset => {
+                    st.conn.reset();
+                    ok("reset".into())
+                }
+            }
+        }
+        Step::Expect(e) => response::expect(st, index, e).await,
+        Step::Echo(n) => tunnel::echo(st, index, *n).await,
+        Step::ExpectData(text) => tunnel::expect_data(st, index, kind, text).await,
+        Step::ExpectBanner(b) => tunnel::expect_banner(st, index, kind, b).await,
+        Step::ExpectEof(e) => tunnel::expect_eof(st, index, kind, e).await,
+        Step::ExpectSilence(ms) => tunnel::expect_silence(st, index, kind, ms).await,
+        Step::TlsHandshake(t) => tunnel::inner_tls(st, index, t).await,
+        Step::Origin(c) => origin_check::origin_check(st, index, c).await,
+    }
+}
+
+async fn send(st: &mut State<'_>, data: &[u8], index: usize, kind: &str) -> StepReport {
+    let deadline = st.deadline(None);
+    match st.conn.write(data, deadline).await {
+        Ok(()) => {
+            if st.tunnel {
+                st.note_tunnel_sent(data);
+            }
+            StepReport::new(index, kind, st.level, StepResult::Passed, format!("sent {} bytes", data.len()))
+        }
+        Err(e) if e.contains("timed out") => StepReport::new(index, kind, st.level, StepResult::TimedOut, e),
+        Err(e) => {
+            // The proxy may have answered before closing; say what it was.
+            let quick = Instant::now() + Duration::from_millis(200);
+            let answer = match st.conn.read_head(st.settings.head_limit, quick).await {
+                HeadRead::Head(h) => format!("; the proxy had answered {} {} {}", h.version, h.status, h.reason),
+                _ => String::new(),
+            };
+            StepReport::new(index, kind, st.level, StepResult::Mismatch, format!("{e}{answer}"))
+        }
+    }
+}
+
+/// The request bytes, and how many bytes at the end are early tunnel data.
+fn build_connect(st: &State<'_>, c: &ConnectRequest) -> Result<(Vec<u8>, usize), String> {
+    let target = match &c.target {
+        Some(t) => st.expand(t)?,
+        None => st.env.target.clone(),
+    };
+    let mut out = b"CONNECT ".to_vec();
+    out.extend_from_slice(&target);
+    out.push(b' ');
+    out.extend_from_slice(c.version.as_deref().unwrap_or("HTTP/1.1").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    match &c.host {
+        None => {
+            out.extend_from_slice(b"Host: ");
+            out.extend_from_slice(&target);
+            out.extend_from_slice(b"\r\n");
+        }
+        Some(hosts) => {
+            for h in hosts {
+                out.extend_from_slice(b"Host: ");
+                out.extend_from_slice(&st.expand(h)?);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    for f in &c.fields {
+        out.extend_from_slice(&st.expand(f)?);
+        out.extend_from_slice(b"\r\n");
+    }
+    if c.auth
+        && let Some(line) = &st.env.auth
+    {
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let early = match &c.early {
+        Some(e) => st.expand(e)?,
+        None => Vec::new(),
+    };
+    out.extend_from_slice(&early);
+    Ok((out, early.len()))
+}

@@ -1,0 +1,24 @@
+//! Process exit codes of `connect-harness`.
+
+use crate::{judge::Verdict, report::ScenarioResult, scenario::Level};
+
+/// No failure at the `--fail-on` level.
+pub const OK: u8 = 0;
+/// At least one failure at the `--fail-on` level (expected deviations excluded).
+pub const FAILURES: u8 = 1;
+/// Bad usage or a bad scenario / expectation file.
+pub const USAGE: u8 = 2;
+/// The harness could not run: the proxy is unreachable, an origin could not bind, or a scenario ended in
+/// `error` (a harness-side problem, kept apart from the proxy failing).
+pub const CANNOT_RUN: u8 = 3;
+
+/// The exit code for a finished run.
+pub fn for_results(results: &[ScenarioResult], fail_on: Level) -> u8 {
+    if results.iter().any(|r| r.verdict == Verdict::Error) {
+        CANNOT_RUN
+    } else if results.iter().any(|r| r.counts_as_failure(fail_on)) {
+        FAILURES
+    } else {
+        OK
+    }
+}

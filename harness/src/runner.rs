@@ -1,0 +1,218 @@
+//! The runner: plans scenario × transport items, runs them concurrently, judges each, and emits events
+//! for the reporters (terminal, JSON, JUnit) to consume.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::{
+    exec::{self, ProxyEndpoint, Settings, report::StepResult},
+    expect::Deviations,
+    judge::{Verdict, judge},
+    origin::Pool,
+    report::{Metadata, ScenarioResult, Summary},
+    scenario::{
+        Loaded, Needs, Step, Transport,
+        template::{AddrForm, Piece, Template},
+    },
+};
+
+/// What reporters receive, in order: `Started`, then one `Finished` per item, then `Done`.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started { total: usize, metadata: Box<Metadata> },
+    Finished(Box<ScenarioResult>),
+    Done { metadata: Box<Metadata>, summary: Summary },
+}
+
+/// Everything a run needs.
+pub struct RunSpec {
+    pub scenarios: Vec<Arc<Loaded>>,
+    /// One endpoint per transport the proxy offers.
+    pub endpoints: Vec<ProxyEndpoint>,
+    pub settings: Settings,
+    pub jobs: usize,
+    pub deviations: Deviations,
+    pub target_label: String,
+    pub fail_on: crate::scenario::Level,
+}
+
+/// Why an item cannot run here, if it cannot.
+fn skip_reason(loaded: &Loaded, transport: Transport, spec: &RunSpec, ipv6: bool) -> Option<String> {
+    if !spec.endpoints.iter().any(|e| e.transport == transport) {
+        return Some(format!("the proxy under test has no {} transport", transport.as_str()));
+    }
+    let s = &loaded.scenario;
+    if s.needs.contains(&Needs::Auth) && spec.settings.proxy_user.is_none() {
+        return Some("needs proxy credentials (--proxy-user)".into());
+    }
+    if (s.needs.contains(&Needs::Ipv6) || uses_v6(loaded)) && !ipv6 {
+        return Some("needs an IPv6 loopback address for the origins".into());
+    }
+    None
+}
+
+fn uses_v6(loaded: &Loaded) -> bool {
+    let mut texts = vec![loaded.scenario.target.as_str()];
+    for step in &loaded.scenario.steps {
+        match step {
+            Step::Send(t) => texts.push(t),
+            Step::Connect(c) => {
+                texts.extend(c.target.as_deref());
+                texts.extend(c.host.iter().flatten().map(String::as_str));
+            }
+            _ => {}
+        }
+    }
+    texts
+        .iter()
+        .filter_map(|t| Template::parse(t).ok())
+        .any(|t| t.0.iter().any(|p| matches!(p, Piece::Origin(_, AddrForm::V6))))
+}
+
+fn base_result(loaded: &Loaded, transport: Transport) -> ScenarioResult {
+    let s = &loaded.scenario;
+    let acceptable = s
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, st)| match st {
+            Step::Expect(e) => Some(format!(
+                "step {}: {}",
+                i + 1,
+                e.outcomes().iter().map(|o| o.to_string()).collect::<Vec<_>>().join(" | ")
+            )),
+            _ => None,
+        })
+        .collect();
+    ScenarioResult {
+        id: s.id.clone(),
+        title: s.title.clone(),
+        level: s.level,
+        requirement: s.requirement.clone(),
+        section: s.section.clone(),
+        transport,
+        verdict: Verdict::Skip,
+        reason: None,
+        acceptable,
+        observed: None,
+        steps: Vec::new(),
+        origins: Vec::new(),
+        tls: None,
+        transcript: None,
+        duration_ms: 0,
+        deviation: None,
+        source: format!("{}:{}", loaded.file, loaded.line),
+        catalog: s.catalog.clone(),
+    }
+}
+
+/// A generous overall bound per scenario, a safety net behind the per-step deadlines.
+fn overall_deadline(loaded: &Loaded, step: Duration) -> Duration {
+    let bulk: u64 = loaded
+        .scenario
+        .steps
+        .iter()
+        .map(|s| match s {
+            Step::Echo(n) | Step::SendRandom(n) => *n * 1000 / exec::MIN_RATE,
+            _ => 0,
+        })
+        .sum();
+    step * (loaded.scenario.steps.len() as u32 + 3) + Duration::from_millis(bulk) + Duration::from_secs(5)
+}
+
+/// Runs every item; returns results sorted by id then transport. Events go to `tx` as items finish.
+pub async fn run(spec: RunSpec, pool: Arc<Pool>, tx: mpsc::UnboundedSender<Event>) -> (Vec<ScenarioResult>, Metadata) {
+    let started_at = SystemTime::now();
+    let t0 = Instant::now();
+    let jobs = spec.jobs.max(1).min(pool.capacity().unwrap_or(usize::MAX));
+    let mut transports: Vec<Transport> = spec.endpoints.iter().map(|e| e.transport).collect();
+    transports.sort();
+    transports.dedup();
+    let mut metadata = Metadata {
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        target: spec.target_label.clone(),
+        transports,
+        start_time: crate::report::rfc3339(started_at),
+        duration_ms: 0,
+        jobs,
+        step_timeout_ms: spec.settings.step_timeout.as_millis() as u64,
+        fail_on: spec.fail_on,
+    };
+    let items: Vec<(Arc<Loaded>, Transport)> =
+        spec.scenarios.iter().flat_map(|l| l.scenario.transports.iter().map(move |t| (l.clone(), *t))).collect();
+    let _ = tx.send(Event::Started { total: items.len(), metadata: Box::new(metadata.clone()) });
+
+    let sem = Arc::new(Semaphore::new(jobs));
+    let spec = Arc::new(spec);
+    let mut set = tokio::task::JoinSet::new();
+    for (loaded, transport) in items {
+        let (sem, spec, pool, tx) = (sem.clone(), spec.clone(), pool.clone(), tx.clone());
+        set.spawn(async move {
+            let mut result = base_result(&loaded, transport);
+            if let Some(reason) = skip_reason(&loaded, transport, &spec, pool.ipv6()) {
+                result.reason = Some(reason);
+            } else {
+                let _permit = sem.acquire_owned().await.expect("semaphore never closes");
+                let ep = spec.endpoints.iter().find(|e| e.transport == transport).expect("checked in skip_reason");
+                let t = Instant::now();
+                let limit = overall_deadline(&loaded, spec.settings.step_timeout);
+                match tokio::time::timeout(limit, exec::execute(&loaded, ep, &spec.settings, &pool)).await {
+                    Ok(ex) => {
+                        let (verdict, reason) = judge(loaded.scenario.level, &ex.steps);
+                        result.verdict = verdict;
+                        result.reason = reason;
+                        result.steps = ex.steps;
+                        result.origins = ex.origins;
+                        result.observed = ex.observed;
+                        result.tls = ex.tls;
+                        result.transcript = Some(ex.transcript);
+                    }
+                    Err(_) => {
+                        result.verdict = Verdict::Error;
+                        result.reason = Some(format!("the scenario exceeded its overall deadline of {limit:?}"));
+                        result.steps = vec![exec::report::StepReport::new(
+                            0,
+                            "scenario",
+                            loaded.scenario.level,
+                            StepResult::Error,
+                            "overall deadline exceeded",
+                        )];
+                    }
+                }
+                result.duration_ms = t.elapsed().as_millis() as u64;
+            }
+            result.verdict = match result.verdict {
+                Verdict::Skip if result.reason.is_none() => Verdict::Error,
+                v => v,
+            };
+            spec.deviations.apply(&mut result);
+            let _ = tx.send(Event::Finished(Box::new(result.clone())));
+            result
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(r) => results.push(r),
+            Err(e) => tracing::error!("scenario task failed: {e}"),
+        }
+    }
+    results.sort_by(|a, b| (&a.id, a.transport).cmp(&(&b.id, b.transport)));
+    metadata.duration_ms = t0.elapsed().as_millis() as u64;
+    let summary = Summary::from_results(&results);
+    let _ = tx.send(Event::Done { metadata: Box::new(metadata.clone()), summary });
+    (results, metadata)
+}
+
+/// Runs without reporters (for tests and library users): the results, sorted by id then transport.
+pub async fn run_quiet(spec: RunSpec, pool: Arc<Pool>) -> Vec<ScenarioResult> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let (results, _) = run(spec, pool, tx).await;
+    let _ = drain.await;
+    results
+}

@@ -1,0 +1,395 @@
+//! Reading scenario files: embedded ones, plus `--scenarios DIR`. Errors name file, line and field.
+
+use std::{collections::HashMap, fmt, path::Path, sync::Arc};
+
+use serde::Deserialize;
+
+use super::{
+    matrix::Matrix,
+    model::{Scenario, Sni, Transport},
+    step::{Expect, OriginKind, Outcome, Step},
+    template::Template,
+};
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+}
+
+/// The scenario files compiled into the binary: (file name, contents).
+pub fn embedded_sources() -> Vec<(String, String)> {
+    embedded::EMBEDDED.iter().map(|(n, s)| (format!("scenarios/{n}"), s.to_string())).collect()
+}
+
+/// A scenario with where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub scenario: Scenario,
+    pub file: String,
+    pub line: usize,
+    /// For generated scenarios, the axis variants it came from.
+    pub generated_from: Option<String>,
+}
+
+impl Loaded {
+    /// Origins named anywhere in the scenario's templates.
+    pub fn origins(&self) -> Vec<OriginKind> {
+        let mut v: Vec<OriginKind> = templates_of(&self.scenario)
+            .filter_map(|(_, s)| Template::parse(s).ok())
+            .flat_map(|t| t.origins().collect::<Vec<_>>())
+            .collect();
+        for s in &self.scenario.steps {
+            if let Step::Origin(c) = s {
+                v.push(c.name);
+            }
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// One problem in a scenario file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// Dotted path of the offending field inside the scenario, when known.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found while loading; loading reports them all, not just the first.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct LoadErrors(pub Vec<LoadError>);
+
+impl fmt::Display for LoadErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    /// Free text describing the file's RFC area.
+    #[serde(default)]
+    #[allow(dead_code)]
+    area: Option<String>,
+    #[serde(default)]
+    scenario: Vec<toml::Spanned<Scenario>>,
+    #[serde(default)]
+    matrix: Vec<toml::Spanned<Matrix>>,
+}
+
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let before = &src[..offset.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, col)
+}
+
+/// Reads every `*.toml` file in `dir` (sorted by name).
+pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, LoadErrors> {
+    let err = |m: String| {
+        LoadErrors(vec![LoadError { file: dir.display().to_string(), line: 0, column: 0, field: None, message: m }])
+    };
+    let rd = std::fs::read_dir(dir).map_err(|e| err(format!("cannot read scenario directory: {e}")))?;
+    let mut paths: Vec<_> =
+        rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(&p).map_err(|e| err(format!("{}: {e}", p.display())))?;
+        out.push((p.display().to_string(), text));
+    }
+    Ok(out)
+}
+
+/// Parses and validates scenario sources; ids must be unique across all of them.
+pub fn load(sources: &[(String, String)]) -> Result<Vec<Arc<Loaded>>, LoadErrors> {
+    let mut errors = Vec::new();
+    let mut out: Vec<Arc<Loaded>> = Vec::new();
+    let mut seen: HashMap<String, (String, usize)> = HashMap::new();
+    for (file, src) in sources {
+        let doc: FileDoc = match toml::from_str(src) {
+            Ok(d) => d,
+            Err(e) => {
+                let (line, column) = e.span().map(|s| line_col(src, s.start)).unwrap_or((0, 0));
+                errors.push(LoadError {
+                    file: file.clone(),
+                    line,
+                    column,
+                    field: None,
+                    message: e.message().to_string(),
+                });
+                continue;
+            }
+        };
+        let mut found: Vec<(Scenario, usize, usize, Option<String>)> = Vec::new();
+        for sp in doc.scenario {
+            let (line, col) = line_col(src, sp.span().start);
+            found.push((sp.into_inner(), line, col, None));
+        }
+        for sp in doc.matrix {
+            let (line, col) = line_col(src, sp.span().start);
+            let m = sp.into_inner();
+            match m.expand() {
+                Err(message) => errors.push(LoadError {
+                    file: file.clone(),
+                    line,
+                    column: col,
+                    field: Some("matrix".into()),
+                    message,
+                }),
+                Ok(list) => {
+                    for ex in list {
+                        match toml::Value::Table(ex.table).try_into::<Scenario>() {
+                            Ok(s) => found.push((s, line, col, Some(ex.label))),
+                            Err(e) => errors.push(LoadError {
+                                file: file.clone(),
+                                line,
+                                column: col,
+                                field: Some("matrix.template".into()),
+                                message: format!("combination [{}]: {}", ex.label, e.message()),
+                            }),
+                        }
+                    }
+                }
+            }
+        }
+        for (s, line, column, generated_from) in found {
+            for (field, message) in validate(&s) {
+                let field = match &generated_from {
+                    Some(g) => format!("{field} (matrix combination [{g}])"),
+                    None => field,
+                };
+                errors.push(LoadError { file: file.clone(), line, column, field: Some(field), message });
+            }
+            if let Some((f, l)) = seen.get(&s.id) {
+                errors.push(LoadError {
+                    file: file.clone(),
+                    line,
+                    column,
+                    field: Some("id".into()),
+                    message: format!("duplicate id {:?} (first defined at {f}:{l})", s.id),
+                });
+                continue;
+            }
+            seen.insert(s.id.clone(), (file.clone(), line));
+            out.push(Arc::new(Loaded { scenario: s, file: file.clone(), line, generated_from }));
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(LoadErrors(errors)) }
+}
+
+/// Every template string in a scenario, with its field path.
+fn templates_of(s: &Scenario) -> impl Iterator<Item = (String, &String)> {
+    let mut v: Vec<(String, &String)> = vec![("target".into(), &s.target)];
+    for (i, step) in s.steps.iter().enumerate() {
+        let p = format!("step[{i}].{}", step.kind());
+        match step {
+            Step::Send(x) | Step::ExpectData(x) => v.push((p, x)),
+            Step::SendSlowly(x) => v.push((format!("{p}.data"), &x.data)),
+            Step::Connect(c) => {
+                if let Some(t) = &c.target {
+                    v.push((format!("{p}.target"), t));
+                }
+                for h in c.host.iter().flatten() {
+                    v.push((format!("{p}.host"), h));
+                }
+                for f in &c.fields {
+                    v.push((format!("{p}.fields"), f));
+                }
+                if let Some(e) = &c.early {
+                    v.push((format!("{p}.early"), e));
+                }
+            }
+            Step::Origin(o) => {
+                if let Some(x) = &o.received_prefix {
+                    v.push((format!("{p}.received_prefix"), x));
+                }
+                if let Some(x) = &o.never_received {
+                    v.push((format!("{p}.never_received"), x));
+                }
+            }
+            _ => {}
+        }
+    }
+    v.into_iter()
+}
+
+/// Checks the rules serde cannot express. Returns (field, message) pairs.
+pub fn validate(s: &Scenario) -> Vec<(String, String)> {
+    let mut errs = Vec::new();
+    let ok_id = !s.id.is_empty()
+        && s.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._/-+:".contains(&b))
+        && !s.id.starts_with('/');
+    if !ok_id {
+        errs.push(("id".into(), format!("{:?}: use letters, digits and . _ / - + : (like rfc9110/9.3.6/slug)", s.id)));
+    }
+    if s.steps.is_empty() {
+        errs.push(("step".into(), "a scenario needs at least one [[scenario.step]]".into()));
+    }
+    if s.transports.is_empty() {
+        errs.push(("transports".into(), "list at least one of \"plain\", \"tls\"".into()));
+    }
+    let tls_settings =
+        s.tls.sni != Sni::ProxyName || !s.tls.alpn.is_empty() || s.tls.may_refuse || !s.tls.expect_alpn.is_empty();
+    if tls_settings && !s.transports.contains(&Transport::Tls) {
+        errs.push((
+            "tls".into(),
+            "TLS settings on a scenario that does not run over TLS (add \"tls\" to transports)".into(),
+        ));
+    }
+    if let Sni::Literal(name) = &s.tls.sni
+        && rustls_pki_types::ServerName::try_from(name.as_str()).is_err()
+    {
+        errs.push(("tls.sni".into(), format!("{name:?} is not a valid server name")));
+    }
+    for (field, text) in templates_of(s) {
+        if let Err(e) = Template::parse(text) {
+            errs.push((field, e.0));
+        }
+    }
+    for (i, step) in s.steps.iter().enumerate() {
+        let p = format!("step[{i}].{}", step.kind());
+        match step {
+            Step::Expect(e) => validate_expect(&p, e, &mut errs),
+            Step::SendSlowly(x) if x.chunk == 0 => errs.push((format!("{p}.chunk"), "must be at least 1".into())),
+            Step::Echo(0) | Step::SendRandom(0) => errs.push((p, "the byte count must be at least 1".into())),
+            Step::Echo(n) | Step::SendRandom(n) if *n > 1 << 30 => errs.push((p, "at most 1 GiB".into())),
+            Step::Origin(o) if !o.checks_something() => errs.push((
+                p,
+                "an origin check needs at least one of connections, ended, received_all_sent, received_prefix, \
+                 never_received, sni, alpn"
+                    .into(),
+            )),
+            Step::Origin(o) if (o.sni.is_some() || o.alpn.is_some()) && o.name != OriginKind::Tls => {
+                errs.push((p, "sni/alpn are recorded only by the tls origin".into()))
+            }
+            _ => {}
+        }
+    }
+    errs
+}
+
+fn validate_expect(p: &str, e: &Expect, errs: &mut Vec<(String, String)>) {
+    if !e.any_of.is_empty() && e.has_inline() {
+        errs.push((p.into(), "write the outcome inline or in any_of, not both".into()));
+        return;
+    }
+    if e.any_of.is_empty() && !e.has_inline() {
+        errs.push((p.into(), "no acceptable outcome: give status, closed, timeout or any_of".into()));
+        return;
+    }
+    for (i, o) in e.outcomes().iter().enumerate() {
+        let f = if e.any_of.is_empty() { p.to_string() } else { format!("{p}.any_of[{i}]") };
+        if let Some(m) = outcome_problem(o) {
+            errs.push((f, m));
+        }
+    }
+}
+
+fn outcome_problem(o: &Outcome) -> Option<String> {
+    let kinds = (!o.status.is_empty()) as u8 + o.closed as u8 + o.timeout as u8;
+    if kinds != 1 {
+        return Some("an outcome is exactly one of: a status set, closed = true, timeout = true".into());
+    }
+    let response_rules = !o.present.is_empty()
+        || !o.absent.is_empty()
+        || !o.fields.is_empty()
+        || o.version.is_some()
+        || o.then.is_some();
+    if o.status.is_empty() && response_rules {
+        return Some("present/absent/fields/version/then apply only to an outcome with a status".into());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(src: &str) -> Result<Vec<Arc<Loaded>>, LoadErrors> {
+        load(&[("f.toml".into(), src.into())])
+    }
+
+    const OK: &str = r#"
+[[scenario]]
+id = "rfc9110/9.3.6/x"
+title = "t"
+section = "RFC 9110 §9.3.6"
+requirement = "r"
+level = "must"
+
+[[scenario.step]]
+connect = {}
+
+[[scenario.step]]
+expect = { status = "2xx", absent = ["content-length"] }
+
+[[scenario.step]]
+echo = 10
+"#;
+
+    #[test]
+    fn loads_a_valid_file() {
+        let v = one(OK).unwrap();
+        assert_eq!(v[0].scenario.steps.len(), 3);
+        assert_eq!(v[0].line, 2);
+        assert_eq!(v[0].origins(), vec![OriginKind::Echo]);
+    }
+
+    #[test]
+    fn unknown_field_names_line_and_field() {
+        let src = OK.replace("echo = 10", "echoo = 10");
+        let e = one(&src).unwrap_err().0;
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].line, 16, "{}", e[0]);
+        assert!(e[0].message.contains("echoo"), "{}", e[0]);
+    }
+
+    #[test]
+    fn bad_placeholder_and_bad_outcome_are_reported_with_field() {
+        let src = OK.replace("connect = {}", "send = \"CONNECT {ecko}\"").replace("status = \"2xx\", ", "");
+        let e = one(&src).unwrap_err().0;
+        assert!(e.iter().any(|x| x.field.as_deref() == Some("step[0].send") && x.message.contains("ecko")), "{e:?}");
+        assert!(e.iter().any(|x| x.field.as_deref() == Some("step[1].expect")), "{e:?}");
+    }
+
+    #[test]
+    fn duplicate_ids_are_errors() {
+        let e = load(&[("a.toml".into(), OK.into()), ("b.toml".into(), OK.into())]).unwrap_err().0;
+        assert!(e[0].message.contains("duplicate id") && e[0].message.contains("a.toml:2"), "{}", e[0]);
+    }
+
+    #[test]
+    fn bad_status_pattern_is_an_error() {
+        let e = one(&OK.replace("\"2xx\"", "\"2x\"")).unwrap_err().0;
+        assert!(e[0].message.contains("status pattern"), "{}", e[0]);
+        assert_eq!(e[0].line, 13);
+    }
+
+    #[test]
+    fn embedded_scenarios_load() {
+        let v = load(&embedded_sources()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!v.is_empty());
+    }
+}

@@ -1,0 +1,140 @@
+//! The typed scenario model, as read from TOML (`deny_unknown_fields` everywhere, so typos are errors).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::step::Step;
+
+/// How strongly the RFC states the requirement; decides what a mismatch means (fail, warn, observed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// MUST / MUST NOT (or derived from one): a mismatch is `fail`.
+    Must,
+    /// SHOULD / SHOULD NOT: a mismatch is `warn`.
+    Should,
+    /// MAY: either behaviour conforms; a mismatch is recorded as `observed`.
+    May,
+    /// Conforming proxies legitimately differ: the behaviour is recorded, never judged.
+    Observed,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Must => "must",
+            Level::Should => "should",
+            Level::May => "may",
+            Level::Observed => "observed",
+        }
+    }
+}
+
+/// How the client reaches the proxy: cleartext HTTP/1.1, or HTTP/1.1 inside TLS ("HTTPS proxy").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Plain,
+    Tls,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 2] = [Transport::Plain, Transport::Tls];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Plain => "plain",
+            Transport::Tls => "tls",
+        }
+    }
+}
+
+/// Something a scenario needs from the run; without it the scenario is skipped with a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Needs {
+    /// Proxy credentials (`--proxy-user`).
+    Auth,
+    /// An IPv6 loopback address for the origins.
+    Ipv6,
+}
+
+/// The server name the client puts in its TLS ClientHello to the proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sni {
+    /// The host of the proxy URL (none when that host is an IP address, as RFC 6066 §3 requires).
+    #[default]
+    ProxyName,
+    /// The host of the scenario's `target` (the CONNECT destination), as a buggy client would send.
+    TargetName,
+    /// No server_name extension at all.
+    None,
+    /// Exactly this name.
+    Literal(String),
+}
+
+/// Client TLS settings toward the proxy (TLS transport only).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTls {
+    /// SNI sent to the proxy: "proxy-name" (default), "target-name", "none", or `{ literal = "name" }`.
+    #[serde(default)]
+    pub sni: Sni,
+    /// ALPN protocols offered to the proxy; none by default.
+    #[serde(default)]
+    pub alpn: Vec<String>,
+    /// ALPN selections the proxy may make ("" for none); empty: not checked.
+    #[serde(default)]
+    pub expect_alpn: Vec<String>,
+    /// The proxy may legitimately refuse this TLS setting (e.g. no SNI, RFC 8446 §9.2): a failed handshake
+    /// is recorded as `observed` instead of judged at the scenario's level.
+    #[serde(default)]
+    pub may_refuse: bool,
+}
+
+/// One check: a script of steps with the requirement it proves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Stable id, `rfc/section/slug`; used by `--only`, `--skip` and expectation files.
+    pub id: String,
+    pub title: String,
+    /// Where the requirement is written, e.g. "RFC 9110 §9.3.6".
+    pub section: String,
+    /// The requirement, quoted from the RFC text.
+    pub requirement: String,
+    pub level: Level,
+    /// Transports the scenario applies to (default: both).
+    #[serde(default = "all_transports")]
+    pub transports: Vec<Transport>,
+    /// Row ids in the requirement catalog (e.g. "F01").
+    #[serde(default)]
+    pub catalog: Vec<String>,
+    /// What the run must provide, else the scenario is skipped.
+    #[serde(default)]
+    pub needs: Vec<Needs>,
+    /// Names of reference-proxy faults that must make this scenario fail (negative controls).
+    #[serde(default)]
+    pub faults: Vec<String>,
+    /// The CONNECT destination, available as `{target}` (default `{echo}`); `sni = "target-name"` uses its host.
+    #[serde(default = "default_target")]
+    pub target: String,
+    /// Client TLS settings toward the proxy.
+    #[serde(default)]
+    pub tls: ClientTls,
+    /// Free text for readers of the report.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// The script, run in order.
+    #[serde(rename = "step")]
+    pub steps: Vec<Step>,
+}
+
+fn all_transports() -> Vec<Transport> {
+    Transport::ALL.to_vec()
+}
+
+fn default_target() -> String {
+    "{echo}".to_string()
+}

@@ -1,0 +1,498 @@
+//! Step kinds and acceptable outcomes. Each step is a TOML table with exactly one key naming its kind.
+
+use std::{collections::BTreeMap, fmt};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, de};
+
+use super::model::Level;
+
+/// One action or check in a scenario. Byte strings accept the placeholders of [`crate::scenario::template`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// Send these bytes in one write.
+    Send(String),
+    /// Send bytes in pieces with a pause between them.
+    SendSlowly(SendSlowly),
+    /// Send a well-formed CONNECT request built from parts.
+    Connect(ConnectRequest),
+    /// Send this many random bytes into the tunnel (hashed, so an origin check can compare).
+    SendRandom(u64),
+    /// End the client side: "half" (FIN, keep reading), "full" (close) or "reset" (RST).
+    Close(CloseKind),
+    /// Read the proxy's response head and match it against acceptable outcomes.
+    Expect(Expect),
+    /// Through the tunnel to the echo origin: send this many random bytes, read them back, compare.
+    Echo(u64),
+    /// Read exactly these bytes from the tunnel.
+    ExpectData(String),
+    /// Read the banner origin's banner through the tunnel, then EOF.
+    ExpectBanner(ExpectBanner),
+    /// Read until the proxy closes the connection.
+    ExpectEof(ExpectEof),
+    /// Expect no bytes from the proxy for this many milliseconds.
+    ExpectSilence(u64),
+    /// TLS handshake through the tunnel with the TLS origin; later steps run inside it.
+    TlsHandshake(InnerTls),
+    /// Check what an origin recorded for this scenario.
+    Origin(OriginCheck),
+}
+
+impl Step {
+    /// The TOML key of the step kind, used in reports ("step 3 (expect)").
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::Send(_) => "send",
+            Step::SendSlowly(_) => "send_slowly",
+            Step::Connect(_) => "connect",
+            Step::SendRandom(_) => "send_random",
+            Step::Close(_) => "close",
+            Step::Expect(_) => "expect",
+            Step::Echo(_) => "echo",
+            Step::ExpectData(_) => "expect_data",
+            Step::ExpectBanner(_) => "expect_banner",
+            Step::ExpectEof(_) => "expect_eof",
+            Step::ExpectSilence(_) => "expect_silence",
+            Step::TlsHandshake(_) => "tls_handshake",
+            Step::Origin(_) => "origin",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendSlowly {
+    pub data: String,
+    /// Bytes per write (default 1).
+    #[serde(default = "one")]
+    pub chunk: usize,
+    /// Pause between writes in milliseconds (default 2).
+    #[serde(default = "two")]
+    pub delay_ms: u64,
+}
+
+fn one() -> usize {
+    1
+}
+fn two() -> u64 {
+    2
+}
+
+/// A CONNECT request assembled from parts: `CONNECT {target} {version}`, Host lines, `{auth}`, extra fields.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectRequest {
+    /// Request-target (default: the scenario's `target`).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Host field lines (default: one, equal to the target; `[]` sends none, two values send two lines).
+    #[serde(default)]
+    pub host: Option<Vec<String>>,
+    /// HTTP-version (default "HTTP/1.1").
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Extra field lines, each "Name: value" without CRLF.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Tunnel bytes sent in the same write, right after the header section.
+    #[serde(default)]
+    pub early: Option<String>,
+    /// Add Proxy-Authorization when credentials are configured (default true).
+    #[serde(default = "yes")]
+    pub auth: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseKind {
+    Half,
+    Full,
+    Reset,
+}
+
+/// The acceptable outcomes of reading one response. Either a single outcome written inline
+/// (`status`, `present`, `absent`, `then`, `closed`, `timeout`) or several in `any_of`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    #[serde(default)]
+    pub any_of: Vec<Outcome>,
+    #[serde(default)]
+    pub status: StatusSet,
+    #[serde(default)]
+    pub present: Vec<String>,
+    #[serde(default)]
+    pub absent: Vec<String>,
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub then: Option<After>,
+    #[serde(default)]
+    pub closed: bool,
+    #[serde(default)]
+    pub timeout: bool,
+    /// Deadline for this step in milliseconds (default: the run's `--timeout`); keep it short when a
+    /// timeout is an acceptable outcome.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Judge a mismatch at this level instead of the scenario's.
+    #[serde(default)]
+    pub level: Option<Level>,
+}
+
+impl Expect {
+    /// The acceptable outcomes, whichever way they were written.
+    pub fn outcomes(&self) -> Vec<Outcome> {
+        if !self.any_of.is_empty() {
+            return self.any_of.clone();
+        }
+        vec![Outcome {
+            status: self.status.clone(),
+            present: self.present.clone(),
+            absent: self.absent.clone(),
+            fields: self.fields.clone(),
+            version: self.version.clone(),
+            then: self.then,
+            closed: self.closed,
+            timeout: self.timeout,
+            verdict: None,
+            note: None,
+        }]
+    }
+
+    pub(crate) fn has_inline(&self) -> bool {
+        !self.status.0.is_empty()
+            || !self.present.is_empty()
+            || !self.absent.is_empty()
+            || !self.fields.is_empty()
+            || self.version.is_some()
+            || self.then.is_some()
+            || self.closed
+            || self.timeout
+    }
+}
+
+/// One acceptable result of reading a response: a response matching the status set and field rules,
+/// the connection closed without a response, or no response before the deadline.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Outcome {
+    /// Acceptable final status codes: exact ("400") or classes ("4xx").
+    #[serde(default, skip_serializing_if = "StatusSet::is_empty")]
+    pub status: StatusSet,
+    /// Field names that must be present (case-insensitive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub present: Vec<String>,
+    /// Field names that must be absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<String>,
+    /// Fields whose value must contain this text (case-insensitive), e.g. `{ "Proxy-Status" = "connection_refused" }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+    /// The response's HTTP-version, exactly (e.g. "HTTP/1.1").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// What the proxy must do with the connection after the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<After>,
+    /// The proxy closed (or reset) the connection without sending a response.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub closed: bool,
+    /// Nothing arrived before the deadline.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub timeout: bool,
+    /// Matching this outcome gives this verdict instead of pass (a tolerated, not preferred, behaviour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<OutcomeVerdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutcomeVerdict {
+    Warn,
+    Observed,
+}
+
+/// What happens to the connection after a (non-2xx) response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum After {
+    /// The proxy closes the connection after the response (and its body).
+    Close,
+    /// The connection stays open until the step's deadline.
+    Open,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if self.closed {
+            parts.push("connection closed without a response".to_string());
+        }
+        if self.timeout {
+            parts.push("no response before the deadline".to_string());
+        }
+        if !self.status.is_empty() {
+            parts.push(format!("status {}", self.status));
+        }
+        if !self.present.is_empty() {
+            parts.push(format!("with {}", self.present.join(", ")));
+        }
+        if !self.absent.is_empty() {
+            parts.push(format!("without {}", self.absent.join(", ")));
+        }
+        for (name, text) in &self.fields {
+            parts.push(format!("{name} containing {text:?}"));
+        }
+        if let Some(v) = &self.version {
+            parts.push(format!("as {v}"));
+        }
+        match self.then {
+            Some(After::Close) => parts.push("then close".into()),
+            Some(After::Open) => parts.push("then stay open".into()),
+            None => {}
+        }
+        if let Some(v) = self.verdict {
+            parts.push(format!("({})", if v == OutcomeVerdict::Warn { "warn" } else { "observed" }));
+        }
+        write!(f, "{}", parts.join(" "))
+    }
+}
+
+/// A status code ("404") or class ("4xx").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusPattern {
+    Exact(u16),
+    Class(u8),
+}
+
+impl StatusPattern {
+    pub fn matches(self, code: u16) -> bool {
+        match self {
+            StatusPattern::Exact(c) => c == code,
+            StatusPattern::Class(c) => code / 100 == c as u16,
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let b = s.as_bytes();
+        let bad = || format!("invalid status pattern {s:?}: expected a code like \"400\" or a class like \"4xx\"");
+        if b.len() != 3 || !(b'1'..=b'5').contains(&b[0]) {
+            return Err(bad());
+        }
+        if &s[1..] == "xx" {
+            return Ok(StatusPattern::Class(b[0] - b'0'));
+        }
+        s.parse::<u16>().map(StatusPattern::Exact).map_err(|_| bad())
+    }
+}
+
+impl fmt::Display for StatusPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatusPattern::Exact(c) => write!(f, "{c}"),
+            StatusPattern::Class(c) => write!(f, "{c}xx"),
+        }
+    }
+}
+
+/// A set of status patterns; in TOML a code (400), a string ("4xx") or a list of either.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusSet(pub Vec<StatusPattern>);
+
+impl StatusSet {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn matches(&self, code: u16) -> bool {
+        self.0.iter().any(|p| p.matches(code))
+    }
+}
+
+impl fmt::Display for StatusSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|p| p.to_string()).collect();
+        write!(f, "{}", parts.join("|"))
+    }
+}
+
+impl Serialize for StatusSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|p| p.to_string()))
+    }
+}
+
+impl JsonSchema for StatusSet {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StatusSet".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <Vec<String>>::json_schema(generator)
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = StatusSet;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a status code, a class like \"4xx\", or a list of them")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StatusSet, E> {
+                StatusPattern::parse(&v.to_string()).map(|p| StatusSet(vec![p])).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StatusSet, E> {
+                self.visit_i64(v as i64)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StatusSet, E> {
+                StatusPattern::parse(v).map(|p| StatusSet(vec![p])).map_err(E::custom)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<StatusSet, A::Error> {
+                let mut out = Vec::new();
+                while let Some(one) = seq.next_element::<StatusSet>()? {
+                    out.extend(one.0);
+                }
+                Ok(StatusSet(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectBanner {
+    #[serde(default)]
+    pub level: Option<Level>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectEof {
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub level: Option<Level>,
+}
+
+/// A TLS client handshake through the tunnel to the TLS origin, whose certificate is pinned.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct InnerTls {
+    /// SNI for the inner handshake (default "target.test").
+    #[serde(default)]
+    pub sni: Option<String>,
+    #[serde(default)]
+    pub alpn: Vec<String>,
+}
+
+/// Which origin a check or placeholder names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum OriginKind {
+    /// Echoes every byte back.
+    Echo,
+    /// A second echo, to tell which of two targets the proxy dialled.
+    Echo2,
+    /// Accepts and never sends.
+    Silent,
+    /// Sends a banner on accept, then closes (server-first, like SSH).
+    Banner,
+    /// Counts and hashes what it receives, never sends.
+    Sink,
+    /// A port nobody listens on.
+    Closed,
+    /// TLS server with its own certificate; records SNI and ALPN, then echoes.
+    Tls,
+    /// Answers any HTTP request with 200 and a small body.
+    Http,
+}
+
+impl OriginKind {
+    pub const ALL: [OriginKind; 8] = [
+        OriginKind::Echo,
+        OriginKind::Echo2,
+        OriginKind::Silent,
+        OriginKind::Banner,
+        OriginKind::Sink,
+        OriginKind::Closed,
+        OriginKind::Tls,
+        OriginKind::Http,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OriginKind::Echo => "echo",
+            OriginKind::Echo2 => "echo2",
+            OriginKind::Silent => "silent",
+            OriginKind::Banner => "banner",
+            OriginKind::Sink => "sink",
+            OriginKind::Closed => "closed",
+            OriginKind::Tls => "tls",
+            OriginKind::Http => "http",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Facts an origin must have recorded for this scenario.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginCheck {
+    pub name: OriginKind,
+    /// Exact number of accepted connections (waits up to the deadline for a non-zero count).
+    #[serde(default)]
+    pub connections: Option<u32>,
+    /// The origin received exactly the tunnel bytes the client sent (count and SHA-256).
+    #[serde(default)]
+    pub received_all_sent: bool,
+    /// The origin received bytes starting with this (placeholders allowed).
+    #[serde(default)]
+    pub received_prefix: Option<String>,
+    /// The first connection's bytes must not contain this (e.g. a smuggled request).
+    #[serde(default)]
+    pub never_received: Option<String>,
+    /// The first connection has ended (waits for it); the report says how (EOF, error/reset).
+    #[serde(default)]
+    pub ended: bool,
+    /// TLS origin: the SNI it was offered ("" for none).
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// TLS origin: the ALPN protocols it was offered.
+    #[serde(default)]
+    pub alpn: Option<Vec<String>>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub level: Option<Level>,
+}
+
+impl OriginCheck {
+    /// Whether the check asks anything at all.
+    pub fn checks_something(&self) -> bool {
+        self.connections.is_some()
+            || self.ended
+            || self.received_all_sent
+            || self.received_prefix.is_some()
+            || self.never_received.is_some()
+            || self.sni.is_some()
+            || self.alpn.is_some()
+    }
+}

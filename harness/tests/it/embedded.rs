@@ -1,0 +1,92 @@
+//! The whole catalog against the embedded reference proxy, on both transports.
+
+use harness::exit;
+use serde_json::Value;
+
+use crate::support::{self, TempDir};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_catalog_passes_on_both_transports() {
+    let dir = TempDir::new("embedded");
+    let (report, junit) = (dir.path("report.json"), dir.path("junit.xml"));
+    let (code, out) = support::run(&["--report", &report, "--junit", &junit]).await;
+    assert_eq!(code, exit::OK, "{out}");
+    assert!(out.contains("Summary") && out.contains("0 failed") && out.contains("0 errors"), "{out}");
+
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["metadata"]["transports"], serde_json::json!(["plain", "tls"]));
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(r["summary"]["total"].as_u64().unwrap() as usize, results.len());
+    for t in ["plain", "tls"] {
+        assert!(results.iter().filter(|x| x["transport"] == t).count() >= 10, "too few {t} results");
+    }
+    for x in results {
+        let v = x["verdict"].as_str().unwrap();
+        assert!(["pass", "observed", "skip"].contains(&v), "{} {}: {v}: {}", x["transport"], x["id"], x["reason"]);
+        if v != "skip" {
+            assert!(x["transcript"]["entries"].as_array().is_some_and(|e| !e.is_empty()), "{}", x["id"]);
+            assert!(!x["requirement"].as_str().unwrap().is_empty());
+        }
+    }
+    // Without --proxy-user, the authentication scenarios are skipped with a reason.
+    let auth = results.iter().find(|x| x["id"] == "rfc9110/11.7.1/407-has-proxy-authenticate").unwrap();
+    assert_eq!(auth["verdict"], "skip");
+    assert!(auth["reason"].as_str().unwrap().contains("--proxy-user"));
+    // The origins saw what the scenario claims: request-target, not Host.
+    let rt = results
+        .iter()
+        .find(|x| x["id"] == "rfc9112/3.3/request-target-wins-over-host" && x["transport"] == "plain")
+        .unwrap();
+    let dialled: Vec<&str> = rt["origins"].as_array().unwrap().iter().map(|o| o["origin"].as_str().unwrap()).collect();
+    assert_eq!(dialled, ["echo"]);
+    // SNI = target name: the certificate name mismatch is recorded, and the scenario still ran.
+    let sni = results.iter().find(|x| x["id"] == "tls/sni-target-name").unwrap();
+    assert_eq!(sni["tls"]["cert"]["valid_for_sni"], false);
+    assert_eq!(sni["tls"]["cert"]["chain_trusted"], true);
+
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<testsuite name=\"connect-harness.tls\"") && xml.contains("failures=\"0\""), "{xml}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_credentials_the_auth_scenarios_run_and_pass() {
+    // The embedded proxy then requires exactly these credentials.
+    let (code, out) = support::run(&["--proxy-user", "alice:s3cret:x", "--only", "rfc9110/11.7.1/*"]).await;
+    assert_eq!(code, exit::OK, "{out}");
+    assert!(out.contains("PASS") && !out.contains("SKIP"), "{out}");
+    assert!(out.contains("4 runs: 4 passed"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn library_run_against_a_configured_reference_proxy() {
+    use std::sync::Arc;
+
+    use harness::{
+        exec::Settings,
+        judge::Verdict,
+        origin::Pool,
+        runner::{RunSpec, run_quiet},
+        scenario::{Level, embedded_sources, load},
+    };
+    let (proxy, endpoints) = harness::cli::start_reference(reference_proxy::ProxyConfig::for_testing()).await.unwrap();
+    let scenarios: Vec<_> =
+        load(&embedded_sources()).unwrap().into_iter().filter(|l| l.scenario.id.starts_with("rfc9112/3.3/")).collect();
+    let spec = RunSpec {
+        scenarios,
+        endpoints,
+        settings: Settings::default(),
+        jobs: 8,
+        deviations: Default::default(),
+        target_label: "test".into(),
+        fail_on: Level::Must,
+    };
+    let results = run_quiet(spec, Arc::new(Pool::new(None).await.unwrap())).await;
+    assert_eq!(results.len(), 4);
+    assert!(
+        results.iter().all(|r| r.verdict == Verdict::Pass),
+        "{:?}",
+        results.iter().map(|r| (&r.id, r.verdict)).collect::<Vec<_>>()
+    );
+    proxy.shutdown().await;
+}
