@@ -103,6 +103,15 @@ fn split(input: &[u8]) -> Result<(RawHost, Option<&[u8]>), AuthorityError> {
     {
         return Ok((host, port));
     }
+    // Fast path for a valid `[IPv6]:digits`.
+    if let [b'[', rest @ ..] = input
+        && let Some(close) = rest.iter().position(|&b| b == b']')
+        && let Some(addr) = parse_ipv6(&rest[..close])
+        && let [b':', port @ ..] = &rest[close + 1..]
+        && port.iter().all(u8::is_ascii_digit)
+    {
+        return Ok((RawHost::Ipv6(addr), Some(port)));
+    }
     if input.is_empty() {
         return Err(AuthorityError::Empty);
     }
@@ -148,67 +157,74 @@ fn is_ipv6(text: &[u8]) -> bool {
 /// zero groups, and an optional dotted-decimal IPv4 address as the last 32 bits. The fuzzer checks it against
 /// the standard library's parser.
 pub fn parse_ipv6(text: &[u8]) -> Option<Ipv6Addr> {
-    // An embedded IPv4 address is everything after the last colon, when that part has a dot.
-    let last_colon = memchr::memrchr(b':', text)?;
-    let (groups_text, v4) = match memchr::memchr(b'.', &text[last_colon..]) {
-        Some(_) => (&text[..=last_colon], Some(parse_dotted_decimal(&text[last_colon + 1..])?)),
-        None => (text, None),
-    };
-    let v4_groups = if v4.is_some() { 2 } else { 0 };
-    let (mut head, mut tail) = ([0u16; 8], [0u16; 8]);
-    let (mut nh, mut nt, mut gap) = (0usize, 0usize, false);
-    let b = groups_text;
-    let mut i = 0;
-    if b.starts_with(b"::") {
-        gap = true;
-        i = 2;
-    } else if b.first() == Some(&b':') {
-        return None;
-    }
-    while i < b.len() {
-        let digits = b[i..].iter().take(5).take_while(|c| c.is_ascii_hexdigit()).count();
-        if digits == 0 || digits > 4 {
-            return None;
-        }
-        if nh + nt + v4_groups >= 8 {
-            return None;
-        }
-        let value = b[i..i + digits].iter().fold(0u16, |acc, &c| (acc << 4) | hex_value(c));
-        if gap {
-            tail[nt] = value;
-            nt += 1;
-        } else {
-            head[nh] = value;
-            nh += 1;
-        }
-        i += digits;
-        match &b[i..] {
-            [] => break,
-            [b':'] if v4.is_some() => break,
-            [b':', b':', ..] if !gap => {
-                gap = true;
-                i += 2;
-            }
-            [b':', c, ..] if *c != b':' => i += 1,
-            _ => return None,
-        }
-    }
-    // Without a gap the groups must end in a separator before an IPv4 part, never in a lone `:` otherwise.
-    if v4.is_some() && !b.ends_with(b":") {
-        return None;
-    }
-    let explicit = nh + nt + v4_groups;
-    if (gap && explicit > 7) || (!gap && explicit != 8) {
-        return None;
-    }
+    let n = text.len();
     let mut groups = [0u16; 8];
-    groups[..nh].copy_from_slice(&head[..nh]);
-    let tail_start = 8 - v4_groups - nt;
-    groups[tail_start..8 - v4_groups].copy_from_slice(&tail[..nt]);
-    if let Some(v4) = v4 {
-        let o = v4.octets();
-        groups[6] = u16::from_be_bytes([o[0], o[1]]);
-        groups[7] = u16::from_be_bytes([o[2], o[3]]);
+    let mut count = 0;
+    // Where `::` stood, as a group index: the groups after it move to the end.
+    let mut gap = None;
+    let mut i = 0;
+    if text.first() == Some(&b':') {
+        if text.get(1) != Some(&b':') {
+            return None;
+        }
+        gap = Some(0);
+        i = 2;
+        if i == n {
+            return Some(Ipv6Addr::UNSPECIFIED);
+        }
+    }
+    loop {
+        let start = i;
+        let mut value = 0u16;
+        while i < n && i - start < 5 && text[i].is_ascii_hexdigit() {
+            value = (value << 4) | hex_value(text[i]);
+            i += 1;
+        }
+        if text.get(i) == Some(&b'.') {
+            // An embedded IPv4 address: the last 32 bits.
+            if count > 6 {
+                return None;
+            }
+            let [a, b, c, d] = parse_dotted_decimal(&text[start..])?.octets();
+            groups[count] = u16::from_be_bytes([a, b]);
+            groups[count + 1] = u16::from_be_bytes([c, d]);
+            count += 2;
+            break;
+        }
+        let digits = i - start;
+        if digits == 0 || digits > 4 || count == 8 {
+            return None;
+        }
+        groups[count] = value;
+        count += 1;
+        if i == n {
+            break;
+        }
+        if text[i] != b':' {
+            return None;
+        }
+        i += 1;
+        match text.get(i) {
+            None => return None,
+            Some(b':') if gap.is_none() => {
+                gap = Some(count);
+                i += 1;
+                if i == n {
+                    break;
+                }
+            }
+            Some(b':') => return None,
+            Some(_) => {}
+        }
+    }
+    match gap {
+        None if count == 8 => {}
+        Some(g) if count <= 7 => {
+            let tail = count - g;
+            groups.copy_within(g..count, 8 - tail);
+            groups[g..8 - tail].fill(0);
+        }
+        _ => return None,
     }
     Some(Ipv6Addr::from(groups))
 }
