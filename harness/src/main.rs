@@ -20,6 +20,7 @@ fn main() -> ExitCode {
 fn real_main(args: Cli) -> anyhow::Result<u8> {
     match args.command {
         Command::List(a) => Ok(cli::list(&a, &mut std::io::stdout().lock())?),
+        Command::Matrix(a) => Ok(cli::matrix(&a, &mut std::io::stdout().lock())?),
         Command::Schema => {
             print!("{}", harness::report::schema_json());
             Ok(harness::exit::OK)

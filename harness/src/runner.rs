@@ -105,6 +105,7 @@ fn base_result(loaded: &Loaded, transport: Transport) -> ScenarioResult {
         transcript: None,
         duration_ms: 0,
         deviation: None,
+        proxy_log: Vec::new(),
         source: format!("{}:{}", loaded.file, loaded.line),
         catalog: s.catalog.clone(),
     }
@@ -152,6 +153,7 @@ pub async fn run(spec: RunSpec, pool: Arc<Pool>, tx: mpsc::UnboundedSender<Event
     for (loaded, transport) in items {
         let (sem, spec, pool, tx) = (sem.clone(), spec.clone(), pool.clone(), tx.clone());
         set.spawn(async move {
+            let loaded = crate::policy::apply(&loaded, spec.settings.policy.as_deref());
             let mut result = base_result(&loaded, transport);
             if let Some(reason) = skip_reason(&loaded, transport, &spec, pool.ipv6()) {
                 result.reason = Some(reason);
@@ -159,6 +161,8 @@ pub async fn run(spec: RunSpec, pool: Arc<Pool>, tx: mpsc::UnboundedSender<Event
                 let _permit = sem.acquire_owned().await.expect("semaphore never closes");
                 let ep = spec.endpoints.iter().find(|e| e.transport == transport).expect("checked in skip_reason");
                 let t = Instant::now();
+                let logs = &spec.settings.proxy_logs;
+                let marks = (!logs.is_empty()).then(|| logs.mark());
                 let limit = overall_deadline(&loaded, spec.settings.step_timeout);
                 match tokio::time::timeout(limit, exec::execute(&loaded, ep, &spec.settings, &pool)).await {
                     Ok(ex) => {
@@ -184,6 +188,10 @@ pub async fn run(spec: RunSpec, pool: Arc<Pool>, tx: mpsc::UnboundedSender<Event
                     }
                 }
                 result.duration_ms = t.elapsed().as_millis() as u64;
+                if let Some(marks) = marks {
+                    tokio::time::sleep(crate::proxy_log::SETTLE).await;
+                    result.proxy_log = logs.since(&marks);
+                }
             }
             result.verdict = match result.verdict {
                 Verdict::Skip if result.reason.is_none() => Verdict::Error,

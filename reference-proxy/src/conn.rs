@@ -63,6 +63,18 @@ struct Request {
     port: u16,
     host_field: Option<(OwnedHost, Option<u16>)>,
     auth: Option<AuthCheck>,
+    /// What some faults look at (see `request_faults`).
+    #[allow(dead_code)]
+    version: crate::wire::Version,
+    #[allow(dead_code)]
+    leading_empty_line: bool,
+    #[allow(dead_code)]
+    upgrade: bool,
+    #[allow(dead_code)]
+    expect_100: bool,
+    /// Every Proxy-Authorization value starts with exactly `Basic `.
+    #[allow(dead_code)]
+    auth_scheme_exact: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -109,7 +121,7 @@ enum HeadOutcome {
 /// Serves one connection to its end. `deadline` bounds the (TLS handshake and) request head.
 pub(crate) async fn serve(mut client: ClientStream, shared: &Shared, deadline: Instant, log: &mut ConnLog) {
     let config = &shared.config;
-    let mut parser = HeadParser::new(config.limits.wire);
+    let mut parser = HeadParser::new(parser_limits(config));
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
         let head_len = match read_head(&mut client, &mut buf, &mut parser, deadline, config).await {
@@ -131,6 +143,14 @@ pub(crate) async fn serve(mut client: ClientStream, shared: &Shared, deadline: I
             HeadOutcome::Invalid(e) => {
                 let details = format!("{}: {} ({})", e.kind(), e, e.rule());
                 let resp = ErrorResponse::new(e.status(), ErrorType::HttpRequestError, details);
+                let resp = match replaced_rejection(config, &e) {
+                    None => resp,
+                    Some(None) => {
+                        log.reason = "invalid-request-silent-close".into();
+                        return;
+                    }
+                    Some(Some(other)) => other,
+                };
                 if config.has_fault(F::NoCloseAfterReject) {
                     write_response(&mut client, &resp.to_bytes(&config.name), config).await;
                     log.status = Some(resp.status);
@@ -145,7 +165,8 @@ pub(crate) async fn serve(mut client: ClientStream, shared: &Shared, deadline: I
                 return;
             }
         };
-        let request = extract(&parser, &buf, config);
+        let mut request = extract(&parser, &buf, config);
+        request.leading_empty_line = buf.starts_with(b"\r\n");
         log.target = Some(request.target.clone());
         match connect_request(&mut client, shared, &request, log).await {
             Ok(upstream) => {
@@ -216,13 +237,7 @@ async fn read_head(
 
 #[cfg(feature = "faults")]
 fn may_relax(e: &WireError, config: &ProxyConfig) -> bool {
-    use crate::wire::AuthorityError;
-    match e {
-        WireError::Authority(AuthorityError::MissingPort) => config.has_fault(F::AcceptMissingPort),
-        WireError::WhitespaceBeforeColon => config.has_fault(F::AcceptWsBeforeColon),
-        WireError::DuplicateHost => config.has_fault(F::AcceptDuplicateHost),
-        _ => false,
-    }
+    crate::faults::relaxes(&config.faults, e)
 }
 
 #[cfg(not(feature = "faults"))]
@@ -266,7 +281,20 @@ fn extract(parser: &HeadParser, buf: &[u8], config: &ProxyConfig) -> Request {
     let auth = config.auth.as_ref().map(|auth| {
         auth.check(head.fields().filter(|f| f.name.eq_ignore_ascii_case("proxy-authorization")).map(|f| f.value))
     });
-    Request { method: head.method().to_owned(), target: head.target().to_owned(), host, port, host_field, auth }
+    let named = |name: &'static str| head.fields().filter(move |f| f.name.eq_ignore_ascii_case(name));
+    Request {
+        method: head.method().to_owned(),
+        target: head.target().to_owned(),
+        host,
+        port,
+        host_field,
+        auth,
+        version: head.version(),
+        leading_empty_line: false,
+        upgrade: named("upgrade").next().is_some(),
+        expect_100: named("expect").any(|f| f.value.eq_ignore_ascii_case(b"100-continue")),
+        auth_scheme_exact: named("proxy-authorization").all(|f| f.value.starts_with(b"Basic ")),
+    }
 }
 
 /// Checks the request and connects upstream. `Err(Some(response))` refuses; `Err(None)` means the connection
@@ -284,9 +312,17 @@ async fn connect_request(
             ErrorResponse::new(501, ErrorType::ProxyInternalResponse, details).with_field("Allow", "CONNECT"),
         ));
     }
-    if let (Some(auth), Some(check)) = (&config.auth, req.auth)
+    request_faults(client, req, config).await?;
+    let auth_check = req.auth.map(|check| auth_faults(req, check, config));
+    if let (Some(auth), Some(check)) = (&config.auth, auth_check)
         && check != AuthCheck::Ok
     {
+        if config.has_fault(F::Auth401) {
+            return Err(Some(
+                ErrorResponse::new(401, ErrorType::ProxyInternalResponse, "authentication required")
+                    .with_field("WWW-Authenticate", auth.challenge()),
+            ));
+        }
         let details = match check {
             AuthCheck::Missing => "proxy authentication required",
             _ => "invalid proxy credentials",
@@ -302,6 +338,13 @@ async fn connect_request(
         _ => (req.host.clone(), req.port),
     };
     let enforce = !config.has_fault(F::IgnorePolicy);
+    if config.has_fault(F::SslPortsOnly) && !matches!(port, 443 | 563) {
+        return Err(Some(ErrorResponse::new(
+            403,
+            ErrorType::HttpRequestDenied,
+            format!("port {port} is not an SSL port"),
+        )));
+    }
     if enforce && let Err(denial) = config.policy.check_port(port) {
         return Err(Some(ErrorResponse::new(403, ErrorType::HttpRequestDenied, denial.to_string())));
     }
@@ -335,7 +378,9 @@ async fn connect_request(
         let details = first_denial.map_or_else(|| "no address".to_owned(), |d| d.to_string());
         return Err(fail(ErrorResponse::new(403, ErrorType::DestinationIpProhibited, details)));
     }
-    if let Some(own) = allowed.iter().find(|a| shared.is_self(**a)) {
+    if let Some(own) = allowed.iter().find(|a| shared.is_self(**a))
+        && !config.has_fault(F::NoLoopDetection)
+    {
         let details = format!("{own} is this proxy");
         return Err(fail(ErrorResponse::new(502, ErrorType::ProxyLoopDetected, details)));
     }
@@ -375,6 +420,80 @@ fn sni_faults(_: &Request, _: &ProxyConfig, _: &ConnLog) -> Result<(), Option<Er
     Ok(())
 }
 
+/// The parser limits, widened or narrowed by the limit faults.
+fn parser_limits(config: &ProxyConfig) -> crate::wire::Limits {
+    let mut limits = config.limits.wire;
+    if config.has_fault(F::NoHeadLimit) {
+        limits = crate::wire::Limits { max_request_line: 1 << 20, max_head: 16 << 20, max_fields: 1 << 20 };
+    }
+    if config.has_fault(F::SmallHeadLimit) {
+        limits.max_head = limits.max_head.min(4096);
+    }
+    limits
+}
+
+/// The faults that replace the parser's rejection: `None` keeps it, `Some(None)` closes silently.
+#[cfg(feature = "faults")]
+fn replaced_rejection(config: &ProxyConfig, e: &WireError) -> Option<Option<ErrorResponse>> {
+    use crate::faults::Rejection;
+    Some(match crate::faults::replace_rejection(&config.faults, e)? {
+        Rejection::Silent => None,
+        Rejection::Answer(status, error, details) => Some(ErrorResponse::new(status, error, details)),
+    })
+}
+
+#[cfg(not(feature = "faults"))]
+fn replaced_rejection(_: &ProxyConfig, _: &WireError) -> Option<Option<ErrorResponse>> {
+    None
+}
+
+/// Faults that refuse (or mis-answer) a request the strict parser accepted.
+async fn request_faults(
+    client: &mut ClientStream,
+    req: &Request,
+    config: &ProxyConfig,
+) -> Result<(), Option<ErrorResponse>> {
+    let refuse = |status: u16, details: &str| {
+        Err(Some(ErrorResponse::new(status, ErrorType::HttpRequestError, details.to_owned())))
+    };
+    if config.has_fault(F::RejectLeadingEmptyLine) && req.leading_empty_line {
+        return refuse(400, "empty line before the request-line");
+    }
+    if config.has_fault(F::SplitAtFirstColon) && req.target.starts_with('[') {
+        return refuse(400, "invalid port");
+    }
+    if config.has_fault(F::RejectUnknownMinorVersion) && req.version.minor > 1 {
+        return refuse(505, "HTTP version not supported");
+    }
+    if config.has_fault(F::HostRequiredForHttp10) && req.host_field.is_none() {
+        return refuse(400, "no Host");
+    }
+    if config.has_fault(F::HostPortRequired) && matches!(req.host_field, Some((_, None))) {
+        return refuse(400, "Host without a port");
+    }
+    if config.has_fault(F::SwitchProtocolsOnUpgrade) && req.upgrade {
+        write_response(client, b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n", config).await;
+        return Err(None);
+    }
+    if config.has_fault(F::Expect100Stalls) && req.expect_100 {
+        write_response(client, b"HTTP/1.1 100 Continue\r\n\r\n", config).await;
+        tokio::time::sleep(config.limits.header_timeout).await;
+        return Err(None);
+    }
+    Ok(())
+}
+
+/// The authentication faults: any credentials pass, or only the exact spelling `Basic` does.
+fn auth_faults(req: &Request, check: AuthCheck, config: &ProxyConfig) -> AuthCheck {
+    if config.has_fault(F::AcceptAnyCredentials) && check == AuthCheck::Invalid {
+        return AuthCheck::Ok;
+    }
+    if config.has_fault(F::BasicSchemeCaseSensitive) && check == AuthCheck::Ok && !req.auth_scheme_exact {
+        return AuthCheck::Invalid;
+    }
+    check
+}
+
 /// Tries each address in order within one overall deadline.
 async fn connect_any(addrs: &[SocketAddr], limit: Duration) -> Result<TcpStream, ErrorResponse> {
     let deadline = Instant::now() + limit;
@@ -407,6 +526,12 @@ async fn connect_any(addrs: &[SocketAddr], limit: Duration) -> Result<TcpStream,
 }
 
 fn success_bytes(config: &ProxyConfig) -> Vec<u8> {
+    if config.has_fault(F::ExtraCrlfAfter2xx) {
+        return b"HTTP/1.1 200 Connection Established\r\n\r\n\r\n".to_vec();
+    }
+    if config.has_fault(F::Http10StatusLine) {
+        return b"HTTP/1.0 200 Connection Established\r\nProxy-agent: reference-proxy\r\n\r\n".to_vec();
+    }
     if config.has_fault(F::ContentLengthIn2xx) {
         return b"HTTP/1.1 200 Connection Established\r\nContent-Length: 0\r\n\r\n".to_vec();
     }
@@ -451,6 +576,7 @@ async fn tunnel(
     drop(early);
     let faults = RelayFaults {
         lose_last_upstream_bytes: config.has_fault(F::LoseLastUpstreamBytes),
+        lose_last_client_bytes: config.has_fault(F::LoseLastClientBytes),
         corrupt: config.has_fault(F::CorruptTunnelBytes),
         half_close_closes_both: config.has_fault(F::HalfCloseClosesBoth),
     };
@@ -490,6 +616,10 @@ pub(crate) async fn reject(
 ) {
     log.status = Some(resp.status);
     log.reason = reason.to_owned();
+    let mut resp = resp;
+    if config.has_fault(F::ProxyStatusGeneric) {
+        resp.error = ErrorType::ProxyInternalError;
+    }
     let bytes = resp.to_bytes(&config.name);
     let linger = config.limits.linger;
     let written = timeout(config.limits.header_timeout, async {

@@ -127,7 +127,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     let limit = Arc::new(Semaphore::new(config.limits.max_connections));
     let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
     let ca_cert_pem = tls.as_ref().and_then(|t| t.ca_cert_pem.clone());
-    let acceptor = tls.map(|t| TlsAcceptor::from(t.config));
+    let acceptor = tls.map(|t| TlsAcceptor::from(tls_fault(t.config, &config)));
     let own_addrs = plain.iter().chain(&tls_addrs).copied().collect();
     let shared = Arc::new(Shared { resolver: Resolver::new(config.resolver.clone()), config, own_addrs });
     let mut accept_tasks = Vec::new();
@@ -287,4 +287,15 @@ impl Connection {
             "connection"
         );
     }
+}
+
+/// `alpn-selects-h2c`: the server's ALPN preference starts with `h2c`.
+#[allow(unused_mut)]
+fn tls_fault(tls: Arc<rustls::ServerConfig>, config: &ProxyConfig) -> Arc<rustls::ServerConfig> {
+    if !config.has_fault(crate::config::FaultKind::AlpnSelectsH2c) {
+        return tls;
+    }
+    let mut c = (*tls).clone();
+    c.alpn_protocols = vec![b"h2c".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(c)
 }

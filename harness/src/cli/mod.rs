@@ -48,6 +48,18 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print the JSON Schema of the --report file.
     Schema,
+    /// Print the interop matrix (Markdown) built from JSON reports named <proxy>-<version>-<transport>.json.
+    Matrix(MatrixArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MatrixArgs {
+    /// The JSON reports (--report files), one matrix column each.
+    #[arg(required = true, value_name = "REPORT.json")]
+    pub reports: Vec<PathBuf>,
+    /// Print nothing; exit 1 when FILE differs from the matrix (the staleness check for reports/README.md).
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -68,8 +80,11 @@ pub struct ListArgs {
     #[command(flatten)]
     pub select: Selection,
     /// Print JSON (one array of scenario objects) instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
+    /// Print the Markdown catalog (what `scenarios/README.md` holds) instead of a table.
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -126,9 +141,25 @@ pub struct RunArgs {
     /// Ports the origins may listen on, e.g. 20000-20019 (so a proxy's port ACL can allow them).
     #[arg(long, value_name = "FIRST-LAST", value_parser = parse_port_range)]
     pub origin_ports: Option<std::ops::RangeInclusive<u16>>,
+    /// Declared policy: the ports the proxy allows tunnels to, e.g. 443,20000-20031. With it, the `policy/port-*`
+    /// scenarios are judged against this list instead of only recorded.
+    #[arg(long, value_name = "LIST", value_parser = parse_port_set)]
+    pub policy_ports: Option<reference_proxy::config::PortSet>,
+    /// Declared policy: a network the proxy allows beyond public addresses, e.g. 127.0.0.0/8 (repeatable). With
+    /// this or --policy-deny, the `policy/address-*` scenarios are judged (loopback, private and link-local are
+    /// otherwise taken as denied; unspecified, broadcast and multicast always).
+    #[arg(long, value_name = "NET", value_parser = parse_net)]
+    pub policy_allow: Vec<reference_proxy::config::IpNet>,
+    /// Declared policy: a network the proxy denies (repeatable).
+    #[arg(long, value_name = "NET", value_parser = parse_net)]
+    pub policy_deny: Vec<reference_proxy::config::IpNet>,
     /// Colour in terminal output.
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
+    /// A log file of the proxy (repeatable): the lines it gains while a scenario runs go into that scenario's
+    /// result (bounded; marked approximate when --jobs > 1, since scenarios then overlap).
+    #[arg(long, value_name = "FILE")]
+    pub proxy_log: Vec<PathBuf>,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -137,6 +168,32 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         return Err("the timeout must be more than 0 and at most 3600 seconds".into());
     }
     Ok(Duration::from_secs_f64(v))
+}
+
+fn parse_port_set(s: &str) -> Result<reference_proxy::config::PortSet, String> {
+    s.parse().map_err(|e: reference_proxy::policy::PolicyParseError| e.to_string())
+}
+
+fn parse_net(s: &str) -> Result<reference_proxy::config::IpNet, String> {
+    s.parse().map_err(|e: reference_proxy::policy::PolicyParseError| e.to_string())
+}
+
+/// The declared destination policy: the embedded proxy's own, or what the `--policy-*` flags say.
+fn declared_policy(args: &RunArgs) -> Option<Arc<crate::policy::DeclaredPolicy>> {
+    use reference_proxy::config::{DestinationPolicy, PortSet};
+    if args.proxy.is_none() {
+        let embedded = reference_proxy::ProxyConfig::for_testing().policy;
+        return Some(Arc::new(crate::policy::DeclaredPolicy::of(&embedded)));
+    }
+    let addresses = (!args.policy_allow.is_empty() || !args.policy_deny.is_empty()).then(|| DestinationPolicy {
+        ports: PortSet::all(),
+        allow: args.policy_allow.clone(),
+        deny: args.policy_deny.clone(),
+    });
+    if args.policy_ports.is_none() && addresses.is_none() {
+        return None;
+    }
+    Some(Arc::new(crate::policy::DeclaredPolicy { ports: args.policy_ports.clone(), addresses }))
 }
 
 fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
@@ -200,7 +257,13 @@ pub fn select(sel: &Selection) -> Result<Vec<Arc<Loaded>>, CliError> {
 pub fn list(args: &ListArgs, out: &mut dyn Write) -> Result<u8, CliError> {
     let picked = select(&args.select)?;
     let io = |e: std::io::Error| cannot_run(format!("writing output: {e}"));
-    if args.json {
+    if args.markdown {
+        let mut sources = scenario::embedded_sources();
+        if let Some(dir) = &args.select.scenarios {
+            sources.extend(scenario::read_dir(dir).map_err(|e| usage(e.to_string()))?);
+        }
+        write!(out, "{}", scenario::readme::render(&sources, &picked)).map_err(io)?;
+    } else if args.json {
         let v: Vec<serde_json::Value> = picked
             .iter()
             .map(|l| {
@@ -279,7 +342,13 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
     let spec = RunSpec {
         scenarios,
         endpoints,
-        settings: Settings { step_timeout: args.timeout, proxy_user: args.proxy_user.clone(), ..Settings::default() },
+        settings: Settings {
+            step_timeout: args.timeout,
+            proxy_user: args.proxy_user.clone(),
+            proxy_logs: crate::proxy_log::ProxyLogs::new(args.proxy_log.clone(), args.jobs > 1),
+            policy: declared_policy(args),
+            ..Settings::default()
+        },
         jobs: args.jobs as usize,
         deviations,
         target_label: label,
@@ -308,6 +377,31 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
         return Err(cannot_run(format!("writing a report failed: {e}")));
     }
     Ok(exit::for_results(&results, fail_on))
+}
+
+/// `connect-harness matrix`: the matrix on `out`, or with `--check FILE` whether FILE is up to date.
+pub fn matrix(args: &MatrixArgs, out: &mut dyn Write) -> Result<u8, CliError> {
+    let text = crate::matrix::render(&args.reports).map_err(|e| usage(e.to_string()))?;
+    match &args.check {
+        None => {
+            out.write_all(text.as_bytes()).map_err(|e| cannot_run(format!("writing output: {e}")))?;
+            Ok(exit::OK)
+        }
+        Some(file) => {
+            let have = std::fs::read_to_string(file).unwrap_or_default();
+            if have == text {
+                Ok(exit::OK)
+            } else {
+                eprintln!(
+                    "connect-harness: {} is stale relative to the reports; regenerate it with `connect-harness matrix \
+                     REPORT.json... > {}`",
+                    file.display(),
+                    file.display()
+                );
+                Ok(exit::FAILURES)
+            }
+        }
+    }
 }
 
 /// Whether stdout is a terminal (for colour and the progress bar).

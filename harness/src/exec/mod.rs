@@ -58,11 +58,21 @@ pub struct Settings {
     pub head_limit: usize,
     /// `user:pass` for Proxy-Authorization.
     pub proxy_user: Option<String>,
+    /// The proxy's logs to correlate with each scenario (`--proxy-log`).
+    pub proxy_logs: crate::proxy_log::ProxyLogs,
+    /// The destination policy the proxy is declared to enforce, for `policy` scenarios.
+    pub policy: Option<std::sync::Arc<crate::policy::DeclaredPolicy>>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { step_timeout: Duration::from_secs(5), head_limit: 64 * 1024, proxy_user: None }
+        Self {
+            step_timeout: Duration::from_secs(5),
+            head_limit: 64 * 1024,
+            proxy_user: None,
+            proxy_logs: Default::default(),
+            policy: None,
+        }
     }
 }
 

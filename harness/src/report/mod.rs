@@ -118,6 +118,9 @@ pub struct ScenarioResult {
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deviation: Option<DeviationMatch>,
+    /// Lines the proxy wrote to its logs (`--proxy-log`) while this scenario ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub proxy_log: Vec<crate::proxy_log::LogExcerpt>,
     /// Where the scenario is defined.
     pub source: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]

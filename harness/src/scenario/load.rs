@@ -244,6 +244,13 @@ pub fn validate(s: &Scenario) -> Vec<(String, String)> {
     if !ok_id {
         errs.push(("id".into(), format!("{:?}: use letters, digits and . _ / - + : (like rfc9110/9.3.6/slug)", s.id)));
     }
+    if let Some(p) = &s.policy {
+        let bad_addr =
+            p.address.as_deref().is_some_and(|a| a.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_err());
+        if bad_addr || (p.port.is_none() && p.address.is_none()) {
+            errs.push(("policy".into(), "give a port and/or an IP address".into()));
+        }
+    }
     if s.steps.is_empty() {
         errs.push(("step".into(), "a scenario needs at least one [[scenario.step]]".into()));
     }

@@ -3,6 +3,7 @@
 pub mod load;
 pub mod matrix;
 pub mod model;
+pub mod readme;
 pub mod step;
 pub mod template;
 

@@ -93,6 +93,17 @@ pub struct ClientTls {
     pub may_refuse: bool,
 }
 
+/// The destination a policy scenario probes: a port, an address, or both.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyProbe {
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// An IP address (IPv6 with or without brackets).
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
 /// One check: a script of steps with the requirement it proves.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +137,9 @@ pub struct Scenario {
     /// Free text for readers of the report.
     #[serde(default)]
     pub note: Option<String>,
+    /// A destination-policy probe: judged against the declared policy when there is one (see `crate::policy`).
+    #[serde(default)]
+    pub policy: Option<PolicyProbe>,
     /// The script, run in order.
     #[serde(rename = "step")]
     pub steps: Vec<Step>,

@@ -5,7 +5,8 @@
 //!   `127.0.0.1:PORT`; add `.port`, `.v6` (`[::1]:PORT`) or `.name` (`localhost:PORT`).
 //! - `{proxy}` (the proxy authority from its URL), `{proxy.name}`, `{proxy.port}`, `{proxy.addr}` (IP:port).
 //! - `{target}`: the scenario's target; `{auth}`: a `Proxy-Authorization` line (with CRLF) when credentials
-//!   are configured, else nothing; `{token}`: a string unique to this scenario run.
+//!   are configured, else nothing; `{auth.basic}`: just the base64 credentials (for hand-built lines);
+//!   `{token}`: a string unique to this scenario run.
 //! - `{hex:16 03 01}`: raw bytes; `{repeat:N:text}`: `text` N times. `{{` and `}}` are literal braces.
 
 use std::fmt;
@@ -42,6 +43,8 @@ pub enum Piece {
     Proxy(ProxyPart),
     Target,
     Auth,
+    /// The base64 credentials alone (`{auth.basic}`), for hand-built Proxy-Authorization lines.
+    AuthBasic,
     Token,
     Repeat(usize, Vec<u8>),
 }
@@ -136,6 +139,12 @@ impl Template {
                         out.extend_from_slice(b"\r\n");
                     }
                 }
+                Piece::AuthBasic => {
+                    if let Some(line) = env.auth_line() {
+                        let token = line.rsplit(' ').next().unwrap_or_default();
+                        out.extend_from_slice(token.as_bytes());
+                    }
+                }
                 Piece::Token => out.extend_from_slice(env.token().as_bytes()),
                 Piece::Repeat(n, text) => {
                     for _ in 0..*n {
@@ -180,7 +189,8 @@ fn parse_placeholder(inner: &str) -> Result<Piece, TemplateError> {
     let unknown = || {
         TemplateError(format!(
             "unknown placeholder {{{inner}}}; known: origins (echo, echo2, silent, banner, sink, closed, tls, \
-             http, with .port/.v6/.name), proxy (.name/.port/.addr), target, auth, token, hex:.., repeat:N:text"
+             http, with .port/.v6/.name), proxy (.name/.port/.addr), target, auth (.basic), token, hex:.., \
+             repeat:N:text"
         ))
     };
     if let Some(kind) = OriginKind::from_name(name) {
@@ -200,6 +210,7 @@ fn parse_placeholder(inner: &str) -> Result<Piece, TemplateError> {
         ("proxy", Some("addr")) => Piece::Proxy(ProxyPart::Addr),
         ("target", None) => Piece::Target,
         ("auth", None) => Piece::Auth,
+        ("auth", Some("basic")) => Piece::AuthBasic,
         ("token", None) => Piece::Token,
         _ => return Err(unknown()),
     })
@@ -235,10 +246,11 @@ mod tests {
 
     #[test]
     fn expands_every_kind() {
-        let t = Template::parse("CONNECT {echo} {target}\r\n{auth}{{x}}{hex:00 ff}{repeat:2:ab}{token}").unwrap();
+        let t = Template::parse("CONNECT {echo} {target}\r\n{auth}{{x}}{hex:00 ff}{repeat:2:ab}{token}{auth.basic}")
+            .unwrap();
         assert_eq!(
             t.expand(&E),
-            b"CONNECT 127.0.0.1:1000 T:1\r\nProxy-Authorization: Basic eDp5\r\n{x}\x00\xffababtok".to_vec()
+            b"CONNECT 127.0.0.1:1000 T:1\r\nProxy-Authorization: Basic eDp5\r\n{x}\x00\xffababtokeDp5".to_vec()
         );
         assert_eq!(t.origins().collect::<Vec<_>>(), vec![OriginKind::Echo]);
     }

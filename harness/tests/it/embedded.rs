@@ -70,8 +70,11 @@ async fn library_run_against_a_configured_reference_proxy() {
         scenario::{Level, embedded_sources, load},
     };
     let (proxy, endpoints) = harness::cli::start_reference(reference_proxy::ProxyConfig::for_testing()).await.unwrap();
-    let scenarios: Vec<_> =
-        load(&embedded_sources()).unwrap().into_iter().filter(|l| l.scenario.id.starts_with("rfc9112/3.3/")).collect();
+    let scenarios: Vec<_> = load(&embedded_sources())
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.file.ends_with("/rfc9112-3.3-request-target.toml"))
+        .collect();
     let spec = RunSpec {
         scenarios,
         endpoints,

@@ -1,10 +1,12 @@
 //! Integration tests of the harness: the full catalog against the embedded reference proxy, hostile proxies,
 //! the CLI (exit codes, errors, reports) and the committed report schema.
 
+mod catalog;
 mod cli;
 mod embedded;
 mod external;
 mod hostile;
+mod matrix;
 mod negative;
 mod schema;
 mod support;

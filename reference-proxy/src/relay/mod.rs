@@ -105,13 +105,14 @@ pub(crate) enum Dir {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RelayFaults {
     pub lose_last_upstream_bytes: bool,
+    pub lose_last_client_bytes: bool,
     pub corrupt: bool,
     pub half_close_closes_both: bool,
 }
 
 impl RelayFaults {
     fn any(&self) -> bool {
-        self.lose_last_upstream_bytes || self.corrupt || self.half_close_closes_both
+        self.lose_last_upstream_bytes || self.lose_last_client_bytes || self.corrupt || self.half_close_closes_both
     }
 }
 
@@ -225,7 +226,8 @@ where
         Dir::Up => (Side::Client, Side::Upstream),
         Dir::Down => (Side::Upstream, Side::Client),
     };
-    let hold_back = faults.lose_last_upstream_bytes && dir == Dir::Down;
+    let hold_back =
+        (faults.lose_last_upstream_bytes && dir == Dir::Down) || (faults.lose_last_client_bytes && dir == Dir::Up);
     let mut held: Option<pool::Chunk> = None;
     loop {
         let chunk = match pool::read(r).await {
