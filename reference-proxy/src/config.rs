@@ -121,65 +121,6 @@ impl ProxyConfig {
     }
 }
 
-#[cfg(feature = "faults")]
+/// The fault names exist in every build, so that fault checks type-check everywhere; without the `faults`
+/// feature no configuration can enable one and [`ProxyConfig::has_fault`] is constant false.
 pub(crate) use crate::faults::Fault as FaultKind;
-
-/// Stand-in so that fault checks compile away without the feature.
-#[cfg(not(feature = "faults"))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)]
-pub(crate) enum FaultKind {
-    SniMustMatchTarget,
-    ContentLengthIn2xx,
-    TransferEncodingIn2xx,
-    RouteByHost,
-    DropEarlyData,
-    LoseLastUpstreamBytes,
-    RespondBeforeConnect,
-    AcceptMissingPort,
-    AcceptWsBeforeColon,
-    AcceptDuplicateHost,
-    CorruptTunnelBytes,
-    NoCloseAfterReject,
-    Answer421OnSniMismatch,
-    HalfCloseClosesBoth,
-    IgnorePolicy,
-    LaxPort,
-    StripUserinfo,
-    AcceptAbsoluteForm,
-    OriginFormRoutesByHost,
-    IgnoreTargetPath,
-    LaxBrackets,
-    ResolveUncheckedNames,
-    SplitAtFirstColon,
-    AuthorityFormAnyMethod,
-    MethodCaseInsensitive,
-    BareCrEndsLine,
-    RejectLeadingEmptyLine,
-    SilentCloseOnBadRequest,
-    LaxVersion,
-    RejectUnknownMinorVersion,
-    AcceptMissingHost,
-    HostNotValidated,
-    HostRequiredForHttp10,
-    HostPortRequired,
-    ObsFoldTruncates,
-    NulTruncatesValue,
-    AcceptWsBeforeFirstField,
-    SkipMalformedFieldLines,
-    NoHeadLimit,
-    SmallHeadLimit,
-    TunnelDespiteFramingFields,
-    Http10StatusLine,
-    ProxyStatusGeneric,
-    AcceptAnyCredentials,
-    Auth401,
-    SwitchProtocolsOnUpgrade,
-    Expect100Stalls,
-    NoLoopDetection,
-    BasicSchemeCaseSensitive,
-    AlpnSelectsH2c,
-    ExtraCrlfAfter2xx,
-    LoseLastClientBytes,
-    SslPortsOnly,
-}

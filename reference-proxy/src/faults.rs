@@ -252,6 +252,7 @@ impl FromStr for Fault {
     }
 }
 
+#[cfg(feature = "faults")]
 /// Whether an enabled fault relaxes the parser for this error (the head is then read to its end and rewritten
 /// by [`relax_head`]).
 pub(crate) fn relaxes(faults: &[Fault], err: &crate::wire::WireError) -> bool {
@@ -263,6 +264,7 @@ pub(crate) fn relaxes(faults: &[Fault], err: &crate::wire::WireError) -> bool {
     relaxing_fault(err).is_some_and(|f| faults.contains(&f))
 }
 
+#[cfg(feature = "faults")]
 /// The parser-relaxing fault that applies to an error, if any.
 fn relaxing_fault(err: &crate::wire::WireError) -> Option<Fault> {
     use crate::wire::{AuthorityError as A, TargetForm, WireError as W};
@@ -292,6 +294,7 @@ fn relaxing_fault(err: &crate::wire::WireError) -> Option<Fault> {
     })
 }
 
+#[cfg(feature = "faults")]
 /// Relaxes the strict parser for the parser-related faults by rewriting a complete head it refused, so that the
 /// strict parser then accepts it. Returns the rewritten head, or `None` when no enabled fault applies.
 pub(crate) fn relax_head(faults: &[Fault], head: &[u8], err: &crate::wire::WireError) -> Option<Vec<u8>> {
@@ -409,6 +412,7 @@ pub(crate) fn relax_head(faults: &[Fault], head: &[u8], err: &crate::wire::WireE
     }
 }
 
+#[cfg(feature = "faults")]
 /// `method-case-insensitive` and `authority-form-any-method`: the method becomes `CONNECT`.
 fn relax_method(faults: &[Fault], head: &[u8]) -> Option<Vec<u8>> {
     let sp = head.iter().position(|&b| b == b' ')?;
@@ -418,6 +422,7 @@ fn relax_method(faults: &[Fault], head: &[u8]) -> Option<Vec<u8>> {
     applies.then(|| [b"CONNECT".as_slice(), &head[sp..]].concat())
 }
 
+#[cfg(feature = "faults")]
 /// Every CR not followed by LF becomes CRLF.
 fn bare_cr_to_crlf(head: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(head.len() + 8);
@@ -430,6 +435,7 @@ fn bare_cr_to_crlf(head: &[u8]) -> Vec<u8> {
     out
 }
 
+#[cfg(feature = "faults")]
 /// Host and raw port text of a target whose port is malformed (split at the first colon after the host).
 fn split_port(t: &str) -> Option<(&str, &str)> {
     if t.starts_with('[') {
@@ -439,6 +445,7 @@ fn split_port(t: &str) -> Option<(&str, &str)> {
     t.split_once(':')
 }
 
+#[cfg(feature = "faults")]
 /// The port as C's `(unsigned short)atoi(text)` gives it, with 0 read as the default 443.
 fn atoi_port(text: &str) -> u16 {
     let (neg, digits) = match text.as_bytes().first() {
@@ -454,6 +461,7 @@ fn atoi_port(text: &str) -> u16 {
     if port == 0 { 443 } else { port }
 }
 
+#[cfg(feature = "faults")]
 /// Which rejection an enabled fault puts in place of the strict parser's answer.
 pub(crate) enum Rejection {
     /// Close without answering.
@@ -462,6 +470,7 @@ pub(crate) enum Rejection {
     Answer(u16, crate::response::ErrorType, String),
 }
 
+#[cfg(feature = "faults")]
 /// `silent-close-on-bad-request` and `resolve-unchecked-names` replace the parser's 400 (or 414/431).
 pub(crate) fn replace_rejection(faults: &[Fault], err: &crate::wire::WireError) -> Option<Rejection> {
     use crate::wire::{AuthorityError as A, WireError as W};
@@ -474,7 +483,7 @@ pub(crate) fn replace_rejection(faults: &[Fault], err: &crate::wire::WireError) 
     faults.contains(&Fault::SilentCloseOnBadRequest).then_some(Rejection::Silent)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "faults"))]
 mod tests {
     use super::*;
     use crate::wire::{HeadParser, Limits, Progress};

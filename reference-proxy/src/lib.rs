@@ -8,7 +8,6 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 mod conn;
-#[cfg(feature = "faults")]
 pub mod faults;
 pub mod policy;
 mod relay;
