@@ -96,8 +96,7 @@ fn sf_string_content(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            ' '..='~' => out.push(c),
-            _ => out.push('?'),
+            c => push_printable(&mut out, c),
         }
     }
     out
@@ -105,7 +104,21 @@ fn sf_string_content(s: &str) -> String {
 
 /// Field values and bodies stay printable ASCII whatever a detail string holds.
 fn printable(s: &str) -> String {
-    s.chars().map(|c| if (' '..='~').contains(&c) { c } else { '?' }).collect()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        push_printable(&mut out, c);
+    }
+    out
+}
+
+/// One character as printable ASCII: the section sign of rule names ("RFC 9110 §9.3.6") is spelled out, anything
+/// else outside printable ASCII becomes `?`.
+fn push_printable(out: &mut String, c: char) {
+    match c {
+        ' '..='~' => out.push(c),
+        '§' => out.push_str("section "),
+        _ => out.push('?'),
+    }
 }
 
 /// Reason phrases for the statuses the proxy sends.
@@ -153,5 +166,13 @@ mod tests {
         assert!(head.contains("\r\nConnection: close"));
         assert!(head.contains(&format!("\r\nContent-Length: {}", body.len())));
         assert!(body.starts_with("403 Forbidden: "));
+    }
+
+    #[test]
+    fn rule_names_stay_readable_in_ascii() {
+        let r = ErrorResponse::new(400, ErrorType::HttpRequestError, "missing-port (RFC 9110 §9.3.6), caf\u{e9}");
+        let text = String::from_utf8(r.to_bytes("reference-proxy")).unwrap();
+        assert!(text.contains("details=\"missing-port (RFC 9110 section 9.3.6), caf?\""), "{text}");
+        assert!(text.is_ascii());
     }
 }
