@@ -273,13 +273,31 @@ fn parse_port(port: &[u8]) -> Result<u16, AuthorityError> {
     }
 }
 
-/// Bytes of a DNS host name (or dotted IPv4 address) as accepted here.
-static NAME_BYTE: [bool; 256] = {
-    let mut t = [false; 256];
+/// Byte classes for host names, as bits, so one branch-free pass can classify a whole name.
+const NAME: u8 = 1; // letters, digits, `-`, `_`, `.`
+const DIGIT_OR_DOT: u8 = 2;
+const DOT: u8 = 4;
+const PERCENT: u8 = 8;
+
+static HOST_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.';
+        let mut c = 0;
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' {
+            c |= NAME;
+        }
+        if b.is_ascii_digit() || b == b'.' {
+            c |= DIGIT_OR_DOT;
+        }
+        if b == b'.' {
+            c |= DOT;
+        }
+        if b == b'%' {
+            c |= PERCENT;
+        }
+        t[i] = c;
         i += 1;
     }
     t
@@ -289,38 +307,36 @@ fn parse_host_name_or_ipv4(host: &[u8]) -> Result<RawHost, AuthorityError> {
     if host.is_empty() {
         return Err(AuthorityError::Empty);
     }
-    // One pass over the labels. One trailing dot (a fully qualified name) is allowed; empty labels are not.
+    // One trailing dot (a fully qualified name) is allowed; empty labels are not.
     let body = host.strip_suffix(b".").unwrap_or(host);
-    let (mut label_start, mut bad, mut percent, mut digits_and_dots) = (0, false, false, true);
-    for (i, &b) in body.iter().enumerate() {
-        if b == b'.' {
-            bad |= i == label_start || i - label_start > 63;
-            label_start = i + 1;
-        } else {
-            digits_and_dots &= b.is_ascii_digit();
-            if !NAME_BYTE[b as usize] {
-                percent |= b == b'%';
-                bad = true;
-            }
-        }
+    // One branch-free pass: which classes every byte has, which any byte has, and whether two dots touch
+    // (a leading dot counts as touching, via the initial `prev`).
+    let (mut all, mut any, mut prev_dot, mut empty_label) = (u8::MAX, 0u8, DOT, false);
+    for &b in body {
+        let c = HOST_CLASS[b as usize];
+        all &= c;
+        any |= c;
+        empty_label |= prev_dot & c & DOT != 0;
+        prev_dot = c & DOT;
     }
-    if digits_and_dots
+    empty_label |= prev_dot != 0;
+    if all & DIGIT_OR_DOT != 0
         && body.len() == host.len()
         && let Some(addr) = parse_dotted_decimal(host)
     {
         return Ok(RawHost::Ipv4(addr));
     }
-    let last_label = &body[label_start..];
-    bad |= last_label.is_empty() || last_label.len() > 63;
-    if percent {
+    if any & PERCENT != 0 {
         return Err(AuthorityError::PercentEncoded);
     }
     if host.len() > 253 {
         return Err(AuthorityError::HostTooLong);
     }
-    if bad {
+    let long_label = body.len() > 63 && body.split(|&b| b == b'.').any(|l| l.len() > 63);
+    if all & NAME == 0 || empty_label || long_label {
         return Err(AuthorityError::InvalidRegName);
     }
+    let last_label = &body[body.iter().rposition(|&b| b == b'.').map_or(0, |i| i + 1)..];
     // WHATWG URL's rule: a name ending in a numeric label is an IPv4 address in some other spelling.
     let numeric = last_label.iter().all(u8::is_ascii_digit)
         || (last_label.len() > 1

@@ -105,7 +105,7 @@ pub fn valid_value_prefix(value: &[u8]) -> usize {
     done + value[done..].iter().position(|&b| !VALUE[b as usize]).unwrap_or(value.len() - done)
 }
 
-/// Text from bytes this parser already checked to be ASCII (tchar, visible ASCII or NAME_BYTE).
+/// Text from bytes this parser already checked to be ASCII (tchar, visible ASCII or host-name bytes).
 ///
 /// `str::from_utf8` costs as much as the rest of parsing a short name; the check is kept in debug builds
 /// (which the fuzzers and tests use).
