@@ -98,6 +98,18 @@ struct FileDoc {
     matrix: Vec<toml::Spanned<Matrix>>,
 }
 
+/// The key whose value starts at `offset` (`title = 3` gives `title`), so a type error names its field; `None`
+/// when the offset is a key itself (serde's unknown-field message names it already).
+fn key_before(src: &str, offset: usize) -> Option<String> {
+    let before = src.get(..offset)?;
+    let line = &before[before.rfind('\n').map_or(0, |i| i + 1)..];
+    let key = line[..line.rfind('=')?].trim_end();
+    let start =
+        key.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')).map_or(0, |i| i + 1);
+    let key = &key[start..];
+    (!key.is_empty()).then(|| key.to_string())
+}
+
 fn line_col(src: &str, offset: usize) -> (usize, usize) {
     let before = &src[..offset.min(src.len())];
     let line = before.matches('\n').count() + 1;
@@ -136,7 +148,7 @@ pub fn load(sources: &[(String, String)]) -> Result<Vec<Arc<Loaded>>, LoadErrors
                     file: file.clone(),
                     line,
                     column,
-                    field: None,
+                    field: e.span().and_then(|s| key_before(src, s.start)),
                     message: e.message().to_string(),
                 });
                 continue;
@@ -379,6 +391,17 @@ echo = 10
         let e = one(&src).unwrap_err().0;
         assert!(e.iter().any(|x| x.field.as_deref() == Some("step[0].send") && x.message.contains("ecko")), "{e:?}");
         assert!(e.iter().any(|x| x.field.as_deref() == Some("step[1].expect")), "{e:?}");
+    }
+
+    #[test]
+    fn type_errors_name_line_and_field() {
+        let e = one("[[scenario]]\nid = \"a\"\ntitle = 3\n").unwrap_err().0;
+        assert_eq!((e[0].line, e[0].field.as_deref()), (3, Some("title")), "{e:?}");
+        let e = one("[[scenario]]\nid = \"a\"\ntitle = \"t\"\nsection = \"s\"\nrequirement = \"r\"\nlevel = \"must\"\n[[scenario.step]]\nconnect = { version = 11 }\n")
+            .unwrap_err()
+            .0;
+        assert_eq!((e[0].line, e[0].field.as_deref()), (8, Some("version")), "{e:?}");
+        assert!(e[0].to_string().contains(":8:") && e[0].to_string().contains("version: "), "{}", e[0]);
     }
 
     #[test]
