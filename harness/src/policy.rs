@@ -97,6 +97,7 @@ pub fn apply(loaded: &Arc<Loaded>, declared: Option<&DeclaredPolicy>) -> Arc<Loa
             ended: false,
             sni: None,
             alpn: None,
+            if_rejected: false,
             timeout_ms: None,
             level: None,
         }));

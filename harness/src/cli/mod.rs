@@ -24,7 +24,7 @@ use crate::{
     expect::Deviations,
     origin::Pool,
     report::{
-        json::JsonReporter,
+        json::{JsonReporter, Transcripts},
         junit::JunitReporter,
         terminal::{Reporter, TerminalReporter},
     },
@@ -132,6 +132,10 @@ pub struct RunArgs {
     /// Write a JUnit XML report here.
     #[arg(long, value_name = "FILE.xml")]
     pub junit: Option<PathBuf>,
+    /// Which results keep their wire transcript in the --report file: `all`, or `failures` (drop them from plain
+    /// passes and skips, which keeps committed reports small).
+    #[arg(long, value_enum, default_value_t = Transcripts::All)]
+    pub transcripts: Transcripts,
     /// Which verdicts fail the run: `must` (fail only) or `should` (fail and warn).
     #[arg(long, value_enum, default_value_t = FailOn::Must)]
     pub fail_on: FailOn,
@@ -334,7 +338,7 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
     let mut reporters: Vec<Box<dyn Reporter>> =
         vec![Box::new(TerminalReporter::new(out, color, stdout_is_tty, fail_on))];
     if let Some(p) = &args.report {
-        reporters.push(Box::new(JsonReporter::new(p.clone())));
+        reporters.push(Box::new(JsonReporter::new(p.clone(), args.transcripts)));
     }
     if let Some(p) = &args.junit {
         reporters.push(Box::new(JunitReporter::new(p.clone())));

@@ -1,6 +1,8 @@
 //! The `origin` step: checking what an origin recorded for this scenario, waiting (with a deadline) until
 //! what is looked for could have happened.
 
+use std::time::Duration;
+
 use sha2::Digest;
 use tokio::time::{Instant, timeout_at};
 
@@ -13,6 +15,9 @@ use crate::{
     origin::Snapshot,
     scenario::{Level, step::OriginCheck},
 };
+
+/// How long "no connection" waits for a connection the proxy may already have made to be accepted and recorded.
+const NO_CONNECTION_GRACE: Duration = Duration::from_millis(150);
 
 pub(super) async fn origin_check(st: &mut State<'_>, index: usize, c: &OriginCheck) -> StepReport {
     let level: Level = c.level.unwrap_or(st.level);
@@ -29,7 +34,7 @@ pub(super) async fn origin_check(st: &mut State<'_>, index: usize, c: &OriginChe
     let sent_len = st.sent_len;
     let sent_sha: [u8; 32] = st.sent_hash.clone().finalize().into();
     let mine = |all: Vec<Snapshot>| all.into_iter().filter(|s| s.report.origin == kind).collect::<Vec<_>>();
-    // Wait until what we look for could have happened; "zero connections" is checked at once.
+    // Wait until what we look for could have happened ("zero connections": see the grace below).
     let ready = |conns: &[Snapshot]| -> bool {
         let want_conns = c.connections.unwrap_or(0) as usize;
         if conns.len() < want_conns {
@@ -54,6 +59,19 @@ pub(super) async fn origin_check(st: &mut State<'_>, index: usize, c: &OriginChe
         true
     };
     let log = st.origins.log.clone();
+    // "No connection" is judged after a short grace: a connection the proxy already made can still be waiting
+    // in the origin's accept queue. It ends early when a connection shows up (the check has then failed).
+    if c.connections == Some(0) {
+        let grace_end = deadline.min(Instant::now() + NO_CONNECTION_GRACE);
+        loop {
+            let notified = log.changed();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !mine(log.snapshot()).is_empty() || timeout_at(grace_end, notified).await.is_err() {
+                break;
+            }
+        }
+    }
     let (conns, in_time) = loop {
         let notified = log.changed();
         tokio::pin!(notified);

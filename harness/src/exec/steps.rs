@@ -28,6 +28,12 @@ pub(super) async fn run(st: &mut State<'_>, index: usize, step: &Step) -> StepRe
     if tunnel_step && !st.tunnel && st.observed.as_ref().is_some_and(|o| !o.is_success()) {
         return ok("not run: the proxy did not open a tunnel (its answer was acceptable)".into());
     }
+    if let Step::Origin(c) = step
+        && c.if_rejected
+        && st.tunnel
+    {
+        return ok("not run: the proxy opened a tunnel (an acceptable answer), so the check does not apply".into());
+    }
     match step {
         Step::Send(text) => match st.expand(text) {
             Err(e) => harness(e),

@@ -478,6 +478,10 @@ pub struct OriginCheck {
     /// TLS origin: the ALPN protocols it was offered.
     #[serde(default)]
     pub alpn: Option<Vec<String>>,
+    /// Check only when the proxy did not open a tunnel: a scenario that tolerates a 2xx (e.g. a large header
+    /// section a proxy may accept) checks "nothing dialled" only after a rejection.
+    #[serde(default)]
+    pub if_rejected: bool,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
     #[serde(default)]

@@ -93,3 +93,31 @@ async fn library_run_against_a_configured_reference_proxy() {
     );
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transcripts_failures_drops_them_from_passes_only() {
+    let dir = TempDir::new("transcripts");
+    let report = dir.path("report.json");
+    let only = "rfc9112/9.6/connection-close-on-success";
+    let (code, out) =
+        support::run(&["--only", "rfc9110/9.3.6/*", "--only", only, "--transcripts", "failures", "--report", &report])
+            .await;
+    assert_eq!(code, exit::OK, "{out}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let results = r["results"].as_array().unwrap();
+    let (mut passes, mut observed) = (0, 0);
+    for x in results {
+        match x["verdict"].as_str().unwrap() {
+            "pass" => {
+                passes += 1;
+                assert!(x.get("transcript").is_none(), "{}: a pass kept its transcript", x["id"]);
+            }
+            "observed" => {
+                observed += 1;
+                assert!(x["transcript"]["entries"].as_array().is_some_and(|e| !e.is_empty()), "{}", x["id"]);
+            }
+            _ => {}
+        }
+    }
+    assert!(passes > 0 && observed > 0, "passes {passes}, observed {observed}: {out}");
+}
