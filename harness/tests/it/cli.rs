@@ -1,21 +1,10 @@
 //! The binary: listing, usage errors (exit 2), bad scenario files, an unreachable proxy (exit 3), and
 //! known deviations.
 
-use std::process::Command;
-
 use harness::exit;
 use serde_json::Value;
 
-use crate::support::{self, TempDir, TestProxy};
-
-fn bin(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_connect-harness")).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::{self, TempDir, TestProxy, bin};
 
 #[test]
 fn list_json_names_every_scenario_once() {

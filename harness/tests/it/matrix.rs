@@ -3,7 +3,6 @@
 
 use std::{
     io::Write,
-    process::Command,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -12,16 +11,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::support::TempDir;
-
-fn bin(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_connect-harness")).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::{TempDir, bin};
 
 #[test]
 fn committed_matrix_is_fresh() {

@@ -146,3 +146,13 @@ pub async fn simple_connect(mut s: TcpStream, extra_2xx_fields: &'static str, dr
     }
     let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
 }
+
+/// Runs the `connect-harness` binary: exit code, stdout, stderr.
+pub fn bin(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_connect-harness")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
