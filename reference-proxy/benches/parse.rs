@@ -76,6 +76,32 @@ fn httparse_with_connect_checks(buf: &[u8]) -> bool {
 fn main() {
     // `cargo test --benches` runs bench binaries with no `--bench` flag: do one quick pass only.
     let quick = !std::env::args().any(|a| a == "--bench");
+    // `PARSE_BENCH_PROFILE=N`: parse with ours only, N rounds over the heads (filtered as below), for a profiler.
+    if let Some(rounds) = std::env::var("PARSE_BENCH_PROFILE").ok().and_then(|n| n.parse::<u32>().ok()) {
+        let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+        let heads: Vec<_> = HEADS.iter().filter(|(n, _)| filter.as_deref().is_none_or(|f| n.contains(f))).collect();
+        if std::env::var_os("PARSE_BENCH_HTTPARSE").is_some() {
+            for _ in 0..rounds {
+                for (_, head) in &heads {
+                    let mut headers = [httparse::EMPTY_HEADER; 32];
+                    let mut req = httparse::Request::new(&mut headers);
+                    assert!(matches!(req.parse(black_box(head.as_bytes())), Ok(httparse::Status::Complete(_))));
+                    black_box(req.path);
+                }
+            }
+            return;
+        }
+        let mut parser = HeadParser::new(Limits::default());
+        for _ in 0..rounds {
+            for (_, head) in &heads {
+                parser.reset();
+                let done = parser.advance(black_box(head.as_bytes()));
+                assert!(matches!(done, Ok(Progress::Complete(_))));
+                black_box(parser.head(head.as_bytes()).authority());
+            }
+        }
+        return;
+    }
     let iters = if quick { 10 } else { 5_000 };
     let mut parser = HeadParser::new(Limits::default());
     let mut total = [0.0; 3];

@@ -77,8 +77,78 @@ pub fn parse_host_field(input: &[u8]) -> Result<HostField<'_>, AuthorityError> {
 
 /// [`parse_authority`] without converting the name to text.
 pub(super) fn authority_raw(input: &[u8]) -> Result<(RawHost, u16), AuthorityError> {
+    authority_raw_within(input, input.len())
+}
+
+/// [`authority_raw`] of `rest[..n]`; the bytes after it may be read (never parsed) to scan in whole blocks.
+#[inline]
+pub(super) fn authority_raw_within(rest: &[u8], n: usize) -> Result<(RawHost, u16), AuthorityError> {
+    let input = &rest[..n];
+    if let [b'[', inside @ ..] = input
+        && let Some(fast) = ipv6_authority(inside)
+    {
+        debug_assert_eq!(Ok(fast), authority_raw_slow(input), "fast path disagrees on {input:?}");
+        return Ok(fast);
+    }
+    if let Some(fast) = name_authority(rest, n) {
+        debug_assert_eq!(Ok(fast), authority_raw_slow(input), "fast path disagrees on {input:?}");
+        return Ok(fast);
+    }
+    authority_raw_slow(input)
+}
+
+fn authority_raw_slow(input: &[u8]) -> Result<(RawHost, u16), AuthorityError> {
     let (host, port) = split(input)?;
     Ok((host, parse_port(port.ok_or(AuthorityError::MissingPort)?)?))
+}
+
+/// A valid `IPv6]:port` (after the opening bracket); `None` for anything else.
+#[inline]
+fn ipv6_authority(inside: &[u8]) -> Option<(RawHost, u16)> {
+    let close = memchr::memchr(b']', inside)?;
+    let addr = parse_ipv6(&inside[..close])?;
+    match &inside[close + 1..] {
+        [b':', port @ ..] => Some((RawHost::Ipv6(addr), parse_port(port).ok()?)),
+        _ => None,
+    }
+}
+
+/// The usual target, a valid `reg-name:port` of at most 64 bytes, from one vector pass over its bytes.
+/// `None` for anything else (addresses, errors, long names), which the rule-by-rule path then handles.
+#[inline]
+fn name_authority(rest: &[u8], n: usize) -> Option<(RawHost, u16)> {
+    if n > 64 {
+        return None;
+    }
+    let input = &rest[..n];
+    let m = super::chars::authority_masks(rest, n);
+    // Exactly one colon, with a host before it and the port after it.
+    if m.colon == 0 || m.colon & (m.colon - 1) != 0 {
+        return None;
+    }
+    let colon = m.colon.trailing_zeros() as usize;
+    let below = |i: usize| if i >= 64 { u64::MAX } else { (1u64 << i) - 1 };
+    let host = below(colon);
+    if colon == 0 || m.name & host != host {
+        return None;
+    }
+    let port = parse_port(&input[colon + 1..]).ok()?;
+    // One trailing dot (a fully qualified name) is allowed; empty labels are not.
+    let body_len = if m.dot & (1 << (colon - 1)) != 0 { colon - 1 } else { colon };
+    let body = below(body_len);
+    let dots = m.dot & body;
+    let empty_label = body_len == 0 || dots & 1 != 0 || dots & (dots >> 1) != 0 || dots >> (body_len - 1) != 0;
+    // All digits and dots may be an IPv4 address: left to the full parser.
+    if empty_label || (m.digit | m.dot) & host == host {
+        return None;
+    }
+    // WHATWG URL's rule: a name ending in a numeric label is an IPv4 address in some other spelling.
+    let last_label = if dots == 0 { 0 } else { 64 - dots.leading_zeros() as usize };
+    let last = body & !below(last_label);
+    if m.digit & last == last || input[last_label] == b'0' {
+        return None;
+    }
+    Some((RawHost::Name(colon), port))
 }
 
 /// [`parse_host_field`] without converting the name to text.

@@ -50,59 +50,302 @@ pub fn is_target_byte(b: u8) -> bool {
     (0x21..=0x7e).contains(&b)
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
-
-/// The high bit of each byte of `x` that is below `n` (n <= 0x80) or equal to DEL. A flag can be wrong only
-/// above (at a higher address than) a correct one, so the lowest flag is exact.
-#[inline]
-fn flags(x: u64, n: u8) -> u64 {
-    let below = x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
-    let y = x ^ (ONES * 0x7f);
-    let del = y.wrapping_sub(ONES) & !y & HIGH;
-    below | del
-}
-
-#[inline]
-fn word(chunk: &[u8]) -> u64 {
-    u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]))
-}
-
-/// The length of the longest prefix of visible ASCII (0x21..=0x7e), eight bytes at a time.
+/// The length of the longest prefix of visible ASCII (0x21..=0x7e).
 #[inline]
 pub fn visible_prefix(bytes: &[u8]) -> usize {
-    let mut done = 0;
-    for chunk in bytes.chunks_exact(8) {
-        let x = word(chunk);
-        let bad = flags(x, 0x21) | (x & HIGH);
-        if bad != 0 {
-            return done + (bad.trailing_zeros() / 8) as usize;
-        }
-        done += 8;
-    }
-    done + bytes[done..].iter().position(|&b| !is_target_byte(b)).unwrap_or(bytes.len() - done)
+    scan::visible_prefix(bytes)
 }
 
-/// The length of the longest prefix of `value` made of field-vchar, SP and HTAB (RFC 9110 §5.5), eight bytes
-/// at a time.
+/// The length of the longest prefix of `value` made of field-vchar, SP and HTAB (RFC 9110 §5.5).
 #[inline]
 pub fn valid_value_prefix(value: &[u8]) -> usize {
-    let mut done = 0;
-    for chunk in value.chunks_exact(8) {
-        let bad = flags(word(chunk), 0x20);
-        if bad != 0 {
-            let at = (bad.trailing_zeros() / 8) as usize;
-            // HTAB is the one CTL allowed; past it, finish the word byte by byte.
-            if chunk[at] != b'\t' {
-                return done + at;
+    scan::value_prefix(value)
+}
+
+/// One pass over a field line: the length of its longest prefix of field-value bytes (where a valid line's CR
+/// stands) and the first `:` within that prefix. Names are tchar, so a valid line's name, colon and value are
+/// all field-value bytes.
+#[inline]
+pub fn field_line_scan(line: &[u8]) -> (usize, Option<usize>) {
+    scan::field_line(line)
+}
+
+/// Per-byte classes of a short authority, one bit per byte (bit i is byte i).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthorityMasks {
+    /// Letters, digits, `-`, `_` and `.`: the bytes of a reg-name this parser accepts.
+    pub name: u64,
+    pub digit: u64,
+    pub dot: u64,
+    pub colon: u64,
+}
+
+/// The classes of each of the first `n <= 64` bytes of `bytes` (the rest may be read, but is not classified).
+#[inline]
+pub fn authority_masks(bytes: &[u8], n: usize) -> AuthorityMasks {
+    debug_assert!(n <= 64 && n <= bytes.len());
+    scan::authority_masks(bytes, n)
+}
+
+/// Whether every byte is a tchar: no early exit, since the caller expects a valid name.
+#[inline]
+pub fn all_tchar(bytes: &[u8]) -> bool {
+    bytes.iter().fold(true, |ok, &b| ok & TCHAR[b as usize])
+}
+
+/// Byte-class scans the same on every platform: reference definitions for the vector versions.
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+mod scalar {
+    use super::VALUE;
+
+    pub fn visible_prefix(bytes: &[u8]) -> usize {
+        bytes.iter().position(|&b| !super::is_target_byte(b)).unwrap_or(bytes.len())
+    }
+
+    pub fn value_prefix(value: &[u8]) -> usize {
+        value.iter().position(|&b| !VALUE[b as usize]).unwrap_or(value.len())
+    }
+
+    pub fn field_line(line: &[u8]) -> (usize, Option<usize>) {
+        let stop = value_prefix(line);
+        (stop, line[..stop].iter().position(|&b| b == b':'))
+    }
+
+    pub fn authority_masks(bytes: &[u8], n: usize) -> super::AuthorityMasks {
+        let mut m = super::AuthorityMasks { name: 0, digit: 0, dot: 0, colon: 0 };
+        for (i, &b) in bytes[..n].iter().enumerate() {
+            let bit = 1u64 << i;
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+                m.name |= bit;
             }
-            if let Some(i) = chunk[at..].iter().position(|&c| !VALUE[c as usize]) {
-                return done + at + i;
+            if b.is_ascii_digit() {
+                m.digit |= bit;
+            }
+            if b == b'.' {
+                m.dot |= bit;
+            }
+            if b == b':' {
+                m.colon |= bit;
             }
         }
-        done += 8;
+        m
     }
-    done + value[done..].iter().position(|&b| !VALUE[b as usize]).unwrap_or(value.len() - done)
+}
+
+/// SSE2 (part of every x86-64 CPU): 16 bytes per step. A head's lines are mostly shorter than 48 bytes, so
+/// wider vectors would not pay for their set-up.
+///
+/// The intrinsics are `unsafe` to call outside a `#[target_feature]` function even though this module is only
+/// compiled when SSE2 is enabled for the whole build; each such call is wrapped and needs nothing else.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+mod scan {
+    use std::arch::x86_64::*;
+
+    /// The 16 bytes at `at` of the input, and how to read lane masks relative to `at`.
+    struct Block {
+        x: __m128i,
+        /// Lanes before `at`, when the block was read from further back, to shift out of a mask.
+        shift: u32,
+        /// Mask bits that stand for input bytes (all 16 unless the input ends within the block).
+        valid: u32,
+    }
+
+    #[inline(always)]
+    fn loadu(sixteen: &[u8]) -> __m128i {
+        assert!(sixteen.len() >= 16);
+        // SAFETY: SSE2 is enabled (module cfg); the 16 bytes read are in bounds (asserted just above).
+        unsafe { _mm_loadu_si128(sixteen.as_ptr().cast()) }
+    }
+
+    /// Reads the block at `at <= bytes.len()` without touching memory past the input: near the end, the last
+    /// 16 bytes are read instead and the lanes before `at` shifted out; only a shorter input is copied.
+    #[inline(always)]
+    fn block(bytes: &[u8], at: usize) -> Block {
+        let len = bytes.len();
+        if let Some(full) = bytes.get(at..at + 16) {
+            return Block { x: loadu(full), shift: 0, valid: 0xffff };
+        }
+        let valid = (1u32 << (len - at)) - 1;
+        if len >= 16 {
+            Block { x: loadu(&bytes[len - 16..]), shift: (at + 16 - len) as u32, valid }
+        } else {
+            let mut pad = [0u8; 16];
+            pad[..len - at].copy_from_slice(&bytes[at..]);
+            Block { x: loadu(&pad), shift: 0, valid }
+        }
+    }
+
+    impl Block {
+        /// Lanes where `v` is set, as bits relative to `at`, input bytes only.
+        #[inline(always)]
+        fn bits(&self, v: __m128i) -> u32 {
+            // SAFETY: SSE2 is enabled (module cfg); register-only intrinsic.
+            ((unsafe { _mm_movemask_epi8(v) } as u32) >> self.shift) & self.valid
+        }
+
+        /// As [`Block::bits`], with every lane past the end of the input set, so a scan stops there.
+        #[inline(always)]
+        fn stop_bits(&self, v: __m128i) -> u32 {
+            self.bits(v) | (!self.valid & 0xffff)
+        }
+    }
+
+    /// Bit i set where byte i is not visible ASCII: below 0x21, DEL, or 0x80 and above (negative as i8).
+    #[inline(always)]
+    fn not_visible(x: __m128i) -> __m128i {
+        // SAFETY: SSE2 is enabled (module cfg); register-only intrinsics.
+        unsafe {
+            let low_or_high = _mm_cmplt_epi8(x, _mm_set1_epi8(0x21));
+            let del = _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7f));
+            _mm_or_si128(low_or_high, del)
+        }
+    }
+
+    /// Bit i set where byte i is not a field-value byte: a CTL other than HTAB, or DEL.
+    #[inline(always)]
+    fn not_value(x: __m128i) -> __m128i {
+        // SAFETY: SSE2 is enabled (module cfg); register-only intrinsics.
+        unsafe {
+            let ctl = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x1f)), x);
+            let tab = _mm_cmpeq_epi8(x, _mm_set1_epi8(0x09));
+            let del = _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7f));
+            _mm_or_si128(_mm_andnot_si128(tab, ctl), del)
+        }
+    }
+
+    /// Movemask of `class` over the full block at `at`.
+    #[inline(always)]
+    fn full(bytes: &[u8], at: usize, class: fn(__m128i) -> __m128i) -> u32 {
+        // SAFETY: SSE2 is enabled (module cfg); register-only intrinsic.
+        unsafe { _mm_movemask_epi8(class(loadu(&bytes[at..at + 16]))) as u32 }
+    }
+
+    /// The first byte at or after `at` in `class`, or the end of the input.
+    #[inline(always)]
+    fn first_in(bytes: &[u8], mut at: usize, class: fn(__m128i) -> __m128i) -> usize {
+        while at + 16 <= bytes.len() {
+            let stop = full(bytes, at, class);
+            if stop != 0 {
+                return at + stop.trailing_zeros() as usize;
+            }
+            at += 16;
+        }
+        let blk = block(bytes, at);
+        at + blk.stop_bits(class(blk.x)).trailing_zeros() as usize
+    }
+
+    #[inline]
+    pub fn visible_prefix(bytes: &[u8]) -> usize {
+        first_in(bytes, 0, not_visible)
+    }
+
+    #[inline]
+    pub fn value_prefix(bytes: &[u8]) -> usize {
+        first_in(bytes, 0, not_value)
+    }
+
+    fn colon(x: __m128i) -> __m128i {
+        // SAFETY: SSE2 is enabled (module cfg); register-only intrinsics.
+        unsafe { _mm_cmpeq_epi8(x, _mm_set1_epi8(b':' as i8)) }
+    }
+
+    /// Up to the first colon the scan looks for colons and stops at once; after it, only for stops.
+    #[inline]
+    pub fn field_line(bytes: &[u8]) -> (usize, Option<usize>) {
+        let mut at = 0;
+        loop {
+            let (stop, colons) = if at + 16 <= bytes.len() {
+                (full(bytes, at, not_value), full(bytes, at, colon))
+            } else {
+                let blk = block(bytes, at);
+                (blk.stop_bits(not_value(blk.x)), blk.bits(colon(blk.x)))
+            };
+            let first = stop | colons;
+            if first != 0 {
+                let pos = first.trailing_zeros();
+                if stop & (1 << pos) != 0 {
+                    return (at + pos as usize, None);
+                }
+                let colon = Some(at + pos as usize);
+                // Every stop in this block lies after the colon.
+                if stop != 0 {
+                    return (at + stop.trailing_zeros() as usize, colon);
+                }
+                return (first_in(bytes, at + 16, not_value), colon);
+            }
+            at += 16;
+        }
+    }
+
+    /// Bit i set where byte i of the block is in `lo..=lo + span`.
+    #[inline(always)]
+    fn in_range(x: __m128i, lo: u8, span: u8) -> __m128i {
+        // SAFETY: SSE2 is enabled (module cfg); register-only intrinsics.
+        unsafe {
+            let t = _mm_sub_epi8(x, _mm_set1_epi8(lo as i8));
+            _mm_cmpeq_epi8(_mm_min_epu8(t, _mm_set1_epi8(span as i8)), t)
+        }
+    }
+
+    #[inline]
+    pub fn authority_masks(bytes: &[u8], n: usize) -> super::AuthorityMasks {
+        let mut m = super::AuthorityMasks { name: 0, digit: 0, dot: 0, colon: 0 };
+        let mut at = 0;
+        while at < n {
+            let blk = block(bytes, at);
+            let x = blk.x;
+            // SAFETY: SSE2 is enabled (module cfg); register-only intrinsics.
+            let (name, digit, dot, colon) = unsafe {
+                let eq = |c: u8| _mm_cmpeq_epi8(x, _mm_set1_epi8(c as i8));
+                let digit = in_range(x, b'0', 9);
+                let alpha = in_range(_mm_or_si128(x, _mm_set1_epi8(0x20)), b'a', 25);
+                let dot = eq(b'.');
+                let other = _mm_or_si128(_mm_or_si128(eq(b'-'), eq(b'_')), dot);
+                (_mm_or_si128(_mm_or_si128(alpha, digit), other), digit, dot, eq(b':'))
+            };
+            let bits = |v| u64::from(blk.bits(v)) << at;
+            m.name |= bits(name);
+            m.digit |= bits(digit);
+            m.dot |= bits(dot);
+            m.colon |= bits(colon);
+            at += 16;
+        }
+        let keep = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        super::AuthorityMasks { name: m.name & keep, digit: m.digit & keep, dot: m.dot & keep, colon: m.colon & keep }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+use scalar as scan;
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    /// Bytes that sit near every class boundary, so short random strings hit all the cases.
+    fn byte() -> impl Strategy<Value = u8> {
+        let edges: &[u8] = b"aZ09.-_@`{/: \t\r\n\x00\x1f\x21\x7e\x7f\x80\xff";
+        prop_oneof![prop::sample::select(edges), any::<u8>()]
+    }
+
+    fn input() -> impl Strategy<Value = Vec<u8>> {
+        // Mostly valid runs with a few other bytes, up to a few blocks long.
+        prop::collection::vec(prop_oneof![8 => Just(b'x'), 1 => byte()], 0..70)
+    }
+
+    proptest! {
+        #[test]
+        fn vector_scans_match_the_definitions(bytes in input()) {
+            prop_assert_eq!(super::visible_prefix(&bytes), super::scalar::visible_prefix(&bytes));
+            prop_assert_eq!(super::valid_value_prefix(&bytes), super::scalar::value_prefix(&bytes));
+            prop_assert_eq!(super::field_line_scan(&bytes), super::scalar::field_line(&bytes));
+            let n = bytes.len().min(64);
+            prop_assert_eq!(super::authority_masks(&bytes, n), super::scalar::authority_masks(&bytes, n));
+            for cut in 0..n {
+                prop_assert_eq!(super::authority_masks(&bytes, cut), super::scalar::authority_masks(&bytes, cut));
+            }
+        }
+    }
 }
 
 /// Text from bytes this parser already checked to be ASCII (tchar, visible ASCII or host-name bytes).

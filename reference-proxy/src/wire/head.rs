@@ -7,8 +7,8 @@
 
 use std::ops::Range;
 
-use super::authority::{Authority, HostField, RawHost, authority_raw, host_field_raw, parse_host_field};
-use super::chars::{tchar_prefix, valid_value_prefix, visible_prefix};
+use super::authority::{Authority, HostField, RawHost, authority_raw_within, host_field_raw, parse_host_field};
+use super::chars::{all_tchar, field_line_scan, tchar_prefix, valid_value_prefix, visible_prefix};
 use super::error::{TargetForm, WireError};
 
 /// Size limits. Exceeding them is an error naming the limit, never an unbounded buffer.
@@ -169,6 +169,9 @@ impl HeadParser {
     /// reported at the first octet beyond it, a bad octet as soon as it arrives.
     pub fn advance(&mut self, buf: &[u8]) -> Result<Progress, WireError> {
         loop {
+            if self.stage == Stage::Fields {
+                self.fast_fields(buf)?;
+            }
             let at = self.line_start;
             let step = match self.stage {
                 Stage::Done => return Ok(Progress::Complete(at)),
@@ -216,7 +219,7 @@ impl HeadParser {
     /// `method SP request-target SP HTTP-version CRLF`, in one pass.
     fn request_line(&mut self, w: &Window<'_>, offset: usize) -> Result<Line, WireError> {
         let b = w.bytes;
-        let method_end = tchar_prefix(b);
+        let method_end = if b.starts_with(b"CONNECT ") { 7 } else { tchar_prefix(b) };
         match b.get(method_end) {
             None => return w.exhausted(),
             Some(b' ') if method_end > 0 => {}
@@ -237,28 +240,31 @@ impl HeadParser {
         }
         let version_start = target_end + 1;
         // The usual `HTTP/1.1` or `HTTP/1.0` straight to CRLF skips the scan.
-        let version_end = match b.get(version_start..version_start + 10) {
-            Some(b"HTTP/1.1\r\n" | b"HTTP/1.0\r\n") => version_start + 8,
-            _ => version_start + visible_prefix(&b[version_start..]),
+        let (version, version_end) = match b.get(version_start..version_start + 10).map(|v| v.split_at(8)) {
+            Some((v, b"\r\n")) if v == b"HTTP/1.1" => (Version::HTTP_11, version_start + 8),
+            Some((v, b"\r\n")) if v == b"HTTP/1.0" => (Version::HTTP_10, version_start + 8),
+            _ => {
+                let version_end = version_start + visible_prefix(&b[version_start..]);
+                match b.get(version_end) {
+                    None => return w.exhausted(),
+                    Some(b'\r') => match b.get(version_end + 1) {
+                        None => return w.exhausted(),
+                        Some(b'\n') => {}
+                        Some(_) => return Err(WireError::BareCr),
+                    },
+                    Some(b'\n') => return Err(WireError::BareLf),
+                    Some(_) => return Err(WireError::RequestLineSyntax),
+                }
+                (parse_version(&b[version_start..version_end])?, version_end)
+            }
         };
-        match b.get(version_end) {
-            None => return w.exhausted(),
-            Some(b'\r') => match b.get(version_end + 1) {
-                None => return w.exhausted(),
-                Some(b'\n') => {}
-                Some(_) => return Err(WireError::BareCr),
-            },
-            Some(b'\n') => return Err(WireError::BareLf),
-            Some(_) => return Err(WireError::RequestLineSyntax),
-        }
-        let version = parse_version(&b[version_start..version_end])?;
         let method = &b[..method_end];
         let target = &b[target_start..target_end];
-        self.is_connect = method == b"CONNECT";
+        self.is_connect = method_end == 7 && method == b"CONNECT";
         if self.is_connect {
             // A target that parses as an authority is in authority-form (the other forms contain `/` or `*`);
             // only a target that does not is classified, to say which form it was.
-            let (host, port) = match authority_raw(target) {
+            let (host, port) = match authority_raw_within(&b[target_start..], target.len()) {
                 Ok(parsed) => parsed,
                 Err(e) => match target_form(target) {
                     TargetForm::Authority => return Err(e.into()),
@@ -276,7 +282,69 @@ impl HeadParser {
         Ok(Line::Done(version_end + 2))
     }
 
-    /// `field-name ":" OWS field-value OWS CRLF`, in one pass.
+    /// Takes the plainly valid, complete field lines from `line_start` on, one vector pass each, with none of
+    /// the per-line bookkeeping of [`Self::advance`]. It stops before any other line (the empty line, an error, a
+    /// partial line, a second Host), which [`Self::field_line`] then examines rule by rule.
+    fn fast_fields(&mut self, buf: &[u8]) -> Result<(), WireError> {
+        let end = buf.len().min(self.limits.max_head);
+        let mut at = self.line_start;
+        while at < end {
+            let b = &buf[at..end];
+            let (stop, colon) = field_line_scan(b);
+            let Some(name_end) = colon else { break };
+            if name_end == 0
+                || b.get(stop..stop + 2) != Some(b"\r\n")
+                || !all_tchar(&b[..name_end])
+                || self.spans.fields.len() >= self.limits.max_fields
+            {
+                break;
+            }
+            self.add_field(b, at, name_end, stop)?;
+            at += stop + 2;
+        }
+        self.line_start = at;
+        Ok(())
+    }
+
+    /// Records the valid field line `b[..stop]` whose name ends at `name_end`.
+    #[inline]
+    fn add_field(&mut self, b: &[u8], offset: usize, name_end: usize, stop: usize) -> Result<(), WireError> {
+        let raw_start = name_end + 1;
+        let raw = &b[raw_start..stop];
+        let ows = |c: &u8| *c == b' ' || *c == b'\t';
+        // Usually one SP before the value and none after it.
+        let lead = match raw {
+            [b' ', next, ..] if !ows(next) => 1,
+            _ => raw.iter().take_while(|c| ows(c)).count(),
+        };
+        let trail = match raw.last() {
+            Some(c) if ows(c) => raw[lead..].iter().rev().take_while(|c| ows(c)).count(),
+            _ => 0,
+        };
+        let name = &b[..name_end];
+        let index = self.spans.fields.len();
+        // Only three names matter to the parser; their lengths tell most others apart at once.
+        match name.len() {
+            // Tchar bytes OR 0x20 give "host" only from the letters of "host" in either case.
+            4 if u32::from_le_bytes([name[0], name[1], name[2], name[3]]) | 0x2020_2020
+                == u32::from_le_bytes(*b"host") =>
+            {
+                if self.spans.host.is_some() {
+                    return Err(WireError::DuplicateHost);
+                }
+                self.spans.host = Some(index);
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => self.spans.content_length = true,
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => self.spans.transfer_encoding = true,
+            _ => {}
+        }
+        let value = offset + raw_start + lead..offset + stop - trail;
+        self.spans.fields.push((offset..offset + name_end, value));
+        Ok(())
+    }
+
+    /// `field-name ":" OWS field-value OWS CRLF`, checked rule by rule, so the first error in input order is the
+    /// one reported.
     fn field_line(&mut self, w: &Window<'_>, offset: usize) -> Result<Line, WireError> {
         let b = w.bytes;
         match b.first() {
@@ -320,23 +388,7 @@ impl HeadParser {
             Some(b'\n') => return Err(WireError::BareLf),
             Some(&byte) => return Err(WireError::InvalidFieldValue { byte }),
         }
-        let raw = &b[raw_start..stop];
-        let lead = raw.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
-        let trail = raw[lead..].iter().rev().take_while(|&&c| c == b' ' || c == b'\t').count();
-        let name = &b[..name_end];
-        let index = self.spans.fields.len();
-        if name.eq_ignore_ascii_case(b"host") {
-            if self.spans.host.is_some() {
-                return Err(WireError::DuplicateHost);
-            }
-            self.spans.host = Some(index);
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            self.spans.content_length = true;
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            self.spans.transfer_encoding = true;
-        }
-        let value = offset + raw_start + lead..offset + stop - trail;
-        self.spans.fields.push((offset..offset + name_end, value));
+        self.add_field(b, offset, name_end, stop)?;
         Ok(Line::Done(stop + 2))
     }
 
@@ -353,7 +405,8 @@ impl HeadParser {
             Some(i) => {
                 let value = &buf[self.spans.fields[i].1.clone()];
                 // A Host equal to a valid CONNECT target (the usual case) is valid without parsing it again.
-                let same_as_target = self.spans.authority.is_some() && value == &buf[self.spans.target.clone()];
+                let target = &buf[self.spans.target.clone()];
+                let same_as_target = self.spans.authority.is_some() && same_bytes(value, target);
                 if !same_as_target {
                     host_field_raw(value).map_err(WireError::InvalidHost)?;
                 }
@@ -431,6 +484,12 @@ impl<'a> RequestHead<'a> {
         let (_, v) = self.spans.fields.get(self.spans.host?)?;
         parse_host_field(&self.buf[v.clone()]).ok()
     }
+}
+
+/// Slice equality without a call for the short strings compared here (a Host value and a target).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Method and field names were checked to be tchar, the target to be visible ASCII.
