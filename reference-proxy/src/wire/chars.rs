@@ -318,6 +318,21 @@ mod scan {
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 use scalar as scan;
 
+/// Text from bytes this parser already checked to be ASCII (tchar, visible ASCII or host-name bytes).
+///
+/// `str::from_utf8` costs as much as the rest of parsing a short name; the check is kept in debug builds
+/// (which the fuzzers and tests use).
+#[inline]
+pub fn ascii_str(bytes: &[u8]) -> &str {
+    debug_assert!(bytes.is_ascii(), "ascii_str on non-ASCII bytes");
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8; checked just above.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    } else {
+        ""
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -345,20 +360,5 @@ mod tests {
                 prop_assert_eq!(super::authority_masks(&bytes, cut), super::scalar::authority_masks(&bytes, cut));
             }
         }
-    }
-}
-
-/// Text from bytes this parser already checked to be ASCII (tchar, visible ASCII or host-name bytes).
-///
-/// `str::from_utf8` costs as much as the rest of parsing a short name; the check is kept in debug builds
-/// (which the fuzzers and tests use).
-#[inline]
-pub fn ascii_str(bytes: &[u8]) -> &str {
-    debug_assert!(bytes.is_ascii(), "ascii_str on non-ASCII bytes");
-    if bytes.is_ascii() {
-        // SAFETY: ASCII is valid UTF-8; checked just above.
-        unsafe { std::str::from_utf8_unchecked(bytes) }
-    } else {
-        ""
     }
 }
