@@ -5,7 +5,8 @@
 //! The proxy runs as its own process (the `reference-proxy` binary) so that its CPU time and RSS are its own.
 //! Run with `cargo bench -p reference-proxy --bench relay`. Environment: `RELAY_BENCH_GIB` (default 1) GiB per
 //! throughput run, `RELAY_BENCH_ROUNDS` (default 5), `RELAY_BENCH_TUNNELS` (default 10000) idle tunnels,
-//! `RELAY_BENCH_THROUGHPUT_ONLY` to stop after the throughput table. Other load on the machine skews the
+//! `RELAY_BENCH_THROUGHPUT_ONLY` to stop after the throughput table, `RELAY_BENCH_NO_TLS` to skip the TLS runs
+//! (for profiling the plain relay), `RELAY_BENCH_VERBOSE` to print every round. Other load on the machine skews the
 //! figures: run it on a quiet machine.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -25,6 +26,8 @@ fn main() {
     let gib: f64 = env_or("RELAY_BENCH_GIB", 1.0);
     let rounds = env_or("RELAY_BENCH_ROUNDS", 5.0).max(1.0) as usize;
     let tunnels: usize = env_or("RELAY_BENCH_TUNNELS", 10_000.0) as usize;
+    let skip_tls = std::env::var_os("RELAY_BENCH_NO_TLS").is_some();
+    let verbose = std::env::var_os("RELAY_BENCH_VERBOSE").is_some();
     let fd_limit = raise_fd_limit();
     let bytes = (gib * (1u64 << 30) as f64) as u64;
 
@@ -34,6 +37,10 @@ fn main() {
     println!();
 
     // Throughput: best of three runs each, direct first, then interleaved so drift affects all alike.
+    // One unmeasured run of each path first: the first transfers after start-up (page allocator, socket buffer
+    // autotuning, sink thread) are consistently slower and would skew whichever path happens to come first.
+    throughput(bytes, || TcpStream::connect(sink).map(Box::new).map(|b| b as Box<dyn Conn>));
+    throughput(bytes, || proxy.plain_tunnel(sink).map(|s| Box::new(s) as Box<dyn Conn>));
     let mut direct = Vec::new();
     let mut plain = Vec::new();
     let mut tls = Vec::new();
@@ -50,6 +57,12 @@ fn main() {
         plain_cpu.push((proxy.cpu_seconds() - cpu0) / gib);
         bench_cpu[1].push((own_cpu_seconds() - own0) / gib);
         plain.push(gbps);
+        if verbose {
+            println!("  round: direct {:.2} plain {:.2} Gbit/s", direct.last().unwrap(), plain.last().unwrap());
+        }
+        if skip_tls {
+            continue;
+        }
         let cpu0 = proxy.cpu_seconds();
         let own0 = own_cpu_seconds();
         let (gbps, _) = throughput(bytes, || proxy.tls_tunnel(sink).map(|s| Box::new(s) as Box<dyn Conn>));
@@ -81,13 +94,15 @@ fn main() {
         min(&plain_cpu),
         min(&bench_cpu[1])
     );
-    println!(
-        "  via proxy, TLS        {:8.2} Gbit/s   {:.2} x direct   proxy CPU {:.3}   client+sink CPU {:.3}",
-        best(&tls),
-        median_ratio(&tls),
-        min(&tls_cpu),
-        min(&bench_cpu[2])
-    );
+    if !skip_tls {
+        println!(
+            "  via proxy, TLS        {:8.2} Gbit/s   {:.2} x direct   proxy CPU {:.3}   client+sink CPU {:.3}",
+            best(&tls),
+            median_ratio(&tls),
+            min(&tls_cpu),
+            min(&bench_cpu[2])
+        );
+    }
     println!();
     if std::env::var_os("RELAY_BENCH_THROUGHPUT_ONLY").is_some() {
         return;

@@ -84,8 +84,13 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 
 /// Moves bytes from `src` to `dst` until EOF, then shuts down `dst`'s write side.
 ///
-/// The pipe is always empty when reading from `src`, so EAGAIN from the first splice can only mean the socket
-/// has no data (not that the pipe is full), which keeps tokio's readiness tracking exact.
+/// While the pipe holds data the direction keeps it and pipelines: each turn tops the pipe up from `src` and
+/// splices as much as `dst` takes, so reading never waits for the pipe to drain. Once the pipe is empty it goes
+/// back to the pool before waiting for `src`, so an idle direction holds none.
+///
+/// Tokio's readiness is only cleared by a splice from `src` into an *empty* pipe: EAGAIN there can only mean the
+/// socket has no data. Top-ups into a non-empty pipe bypass the readiness tracking, since EAGAIN there may just
+/// mean the pipe is full.
 pub(super) async fn pump(src: &TcpStream, dst: &TcpStream, dir: Dir, traffic: &Traffic) -> Result<(), DirError> {
     let (read_side, write_side) = match dir {
         Dir::Up => (Side::Client, Side::Upstream),
@@ -93,10 +98,12 @@ pub(super) async fn pump(src: &TcpStream, dst: &TcpStream, dir: Dir, traffic: &T
     };
     let rerr = |error| DirError { side: read_side, error };
     let werr = |error| DirError { side: write_side, error };
-    loop {
+    let mut eof = false;
+    while !eof {
         src.readable().await.map_err(rerr)?;
         let p = take_pipe().map_err(rerr)?;
-        let n = match src.try_io(Interest::READABLE, || splice(src.as_raw_fd(), p.write.as_raw_fd(), p.capacity)) {
+        let mut held = match src.try_io(Interest::READABLE, || splice(src.as_raw_fd(), p.write.as_raw_fd(), p.capacity))
+        {
             Ok(0) => {
                 give_pipe(p);
                 break;
@@ -111,21 +118,36 @@ pub(super) async fn pump(src: &TcpStream, dst: &TcpStream, dir: Dir, traffic: &T
                 return Err(rerr(e));
             }
         };
-        let mut left = n;
-        while left > 0 {
-            // On error the pipe may still hold data: it is dropped, not returned to the pool.
-            dst.writable().await.map_err(werr)?;
-            match dst.try_io(Interest::WRITABLE, || splice(p.read.as_raw_fd(), dst.as_raw_fd(), left)) {
-                Ok(m) => left -= m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(werr(e)),
+        // On error the pipe may still hold data: it is dropped, not returned to the pool.
+        while held > 0 {
+            let sent = drain(dst, &p, held).await.map_err(werr)?;
+            held -= sent;
+            traffic.count(dir, sent);
+            if !eof && held < p.capacity {
+                match splice(src.as_raw_fd(), p.write.as_raw_fd(), p.capacity - held) {
+                    Ok(0) => eof = true,
+                    Ok(n) => held += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(rerr(e)),
+                }
             }
         }
         give_pipe(p);
-        traffic.count(dir, n);
     }
     match socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write) {
         Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(werr(e)),
         _ => Ok(()),
+    }
+}
+
+/// Splices up to `len` bytes from the pipe into `dst`, waiting until it takes at least one.
+async fn drain(dst: &TcpStream, p: &Pipe, len: usize) -> io::Result<usize> {
+    loop {
+        dst.writable().await?;
+        match dst.try_io(Interest::WRITABLE, || splice(p.read.as_raw_fd(), dst.as_raw_fd(), len)) {
+            Ok(m) => return Ok(m),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
     }
 }
