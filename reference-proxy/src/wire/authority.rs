@@ -83,18 +83,25 @@ pub(super) fn authority_raw(input: &[u8]) -> Result<(RawHost, u16), AuthorityErr
 /// [`authority_raw`] of `rest[..n]`; the bytes after it may be read (never parsed) to scan in whole blocks.
 #[inline]
 pub(super) fn authority_raw_within(rest: &[u8], n: usize) -> Result<(RawHost, u16), AuthorityError> {
+    match authority_fast(rest, n) {
+        Some(fast) => Ok(fast),
+        None => authority_raw_slow(&rest[..n]),
+    }
+}
+
+/// The usual valid targets, `reg-name:port` and `[IPv6]:port`, without rule-by-rule checks: `None` for
+/// anything else, which only the full parser may judge.
+#[inline]
+pub(super) fn authority_fast(rest: &[u8], n: usize) -> Option<(RawHost, u16)> {
     let input = &rest[..n];
-    if let [b'[', inside @ ..] = input
-        && let Some(fast) = ipv6_authority(inside)
-    {
+    let fast = match input {
+        [b'[', inside @ ..] => ipv6_authority(inside),
+        _ => name_authority(rest, n),
+    };
+    if let Some(fast) = fast {
         debug_assert_eq!(Ok(fast), authority_raw_slow(input), "fast path disagrees on {input:?}");
-        return Ok(fast);
     }
-    if let Some(fast) = name_authority(rest, n) {
-        debug_assert_eq!(Ok(fast), authority_raw_slow(input), "fast path disagrees on {input:?}");
-        return Ok(fast);
-    }
-    authority_raw_slow(input)
+    fast
 }
 
 fn authority_raw_slow(input: &[u8]) -> Result<(RawHost, u16), AuthorityError> {
@@ -246,8 +253,12 @@ pub fn parse_ipv6(text: &[u8]) -> Option<Ipv6Addr> {
     loop {
         let start = i;
         let mut value = 0u16;
-        while i < n && i - start < 5 && text[i].is_ascii_hexdigit() {
-            value = (value << 4) | hex_value(text[i]);
+        while i < n && i - start < 5 {
+            let digit = HEX[text[i] as usize];
+            if digit > 15 {
+                break;
+            }
+            value = (value << 4) | u16::from(digit);
             i += 1;
         }
         if text.get(i) == Some(&b'.') {
@@ -299,13 +310,22 @@ pub fn parse_ipv6(text: &[u8]) -> Option<Ipv6Addr> {
     Some(Ipv6Addr::from(groups))
 }
 
-fn hex_value(c: u8) -> u16 {
-    match c {
-        b'0'..=b'9' => u16::from(c - b'0'),
-        b'a'..=b'f' => u16::from(c - b'a' + 10),
-        _ => u16::from(c - b'A' + 10),
+/// Hex digit values; 0xff for every other byte.
+static HEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => 0xff,
+        };
+        i += 1;
     }
-}
+    t
+};
 
 fn parse_ip_literal(inside: &[u8]) -> Result<RawHost, AuthorityError> {
     if inside.contains(&b'%') {
@@ -324,6 +344,21 @@ fn parse_ip_literal(inside: &[u8]) -> Result<RawHost, AuthorityError> {
 }
 
 fn parse_port(port: &[u8]) -> Result<u16, AuthorityError> {
+    // One pass for the usual 1 to 5 digits without a leading zero; anything else names its error below.
+    if let 1..=5 = port.len() {
+        let (value, digits) = port.iter().fold((0u32, true), |(v, ok), &d| {
+            let x = d.wrapping_sub(b'0');
+            (v * 10 + u32::from(x), ok & (x < 10))
+        });
+        if digits && (port[0] != b'0' || port.len() == 1) && (1..=65535).contains(&value) {
+            return Ok(value as u16);
+        }
+    }
+    parse_port_slow(port)
+}
+
+#[cold]
+fn parse_port_slow(port: &[u8]) -> Result<u16, AuthorityError> {
     if port.is_empty() {
         return Err(AuthorityError::EmptyPort);
     }

@@ -223,6 +223,14 @@ mod scan {
     /// The first byte at or after `at` in `class`, or the end of the input.
     #[inline(always)]
     fn first_in(bytes: &[u8], mut at: usize, class: fn(__m128i) -> __m128i) -> usize {
+        // Two blocks per step while they last: one test and branch per 32 bytes, as with a 256-bit vector.
+        while at + 32 <= bytes.len() {
+            let stop = full(bytes, at, class) | full(bytes, at + 16, class) << 16;
+            if stop != 0 {
+                return at + stop.trailing_zeros() as usize;
+            }
+            at += 32;
+        }
         while at + 16 <= bytes.len() {
             let stop = full(bytes, at, class);
             if stop != 0 {
@@ -320,16 +328,30 @@ use scalar as scan;
 
 /// Text from bytes this parser already checked to be ASCII (tchar, visible ASCII or host-name bytes).
 ///
-/// `str::from_utf8` costs as much as the rest of parsing a short name; the check is kept in debug builds
-/// (which the fuzzers and tests use).
+/// `str::from_utf8` costs as much as the rest of parsing a short name, and even `is_ascii` is branchy on the
+/// short strings seen here, so short ones are checked with two overlapping words.
 #[inline]
 pub fn ascii_str(bytes: &[u8]) -> &str {
-    debug_assert!(bytes.is_ascii(), "ascii_str on non-ASCII bytes");
-    if bytes.is_ascii() {
+    if all_ascii(bytes) {
         // SAFETY: ASCII is valid UTF-8; checked just above.
         unsafe { std::str::from_utf8_unchecked(bytes) }
     } else {
+        debug_assert!(false, "ascii_str on non-ASCII bytes");
         ""
+    }
+}
+
+#[inline]
+fn all_ascii(b: &[u8]) -> bool {
+    let n = b.len();
+    // Out-of-range reads cannot happen (the lengths are matched below); they would read as non-ASCII.
+    let w4 = |i: usize| u32::from_le_bytes(b.get(i..i + 4).and_then(|w| w.try_into().ok()).unwrap_or([0x80; 4]));
+    let w8 = |i: usize| u64::from_le_bytes(b.get(i..i + 8).and_then(|w| w.try_into().ok()).unwrap_or([0x80; 8]));
+    match n {
+        0..4 => b.iter().fold(0, |acc, &c| acc | c) < 0x80,
+        4..8 => (w4(0) | w4(n - 4)) & 0x8080_8080 == 0,
+        8..=16 => (w8(0) | w8(n - 8)) & 0x8080_8080_8080_8080 == 0,
+        _ => b.is_ascii(),
     }
 }
 
@@ -354,6 +376,7 @@ mod tests {
             prop_assert_eq!(super::visible_prefix(&bytes), super::scalar::visible_prefix(&bytes));
             prop_assert_eq!(super::valid_value_prefix(&bytes), super::scalar::value_prefix(&bytes));
             prop_assert_eq!(super::field_line_scan(&bytes), super::scalar::field_line(&bytes));
+            prop_assert_eq!(super::all_ascii(&bytes), bytes.is_ascii());
             let n = bytes.len().min(64);
             prop_assert_eq!(super::authority_masks(&bytes, n), super::scalar::authority_masks(&bytes, n));
             for cut in 0..n {

@@ -7,7 +7,9 @@
 
 use std::ops::Range;
 
-use super::authority::{Authority, HostField, RawHost, authority_raw_within, host_field_raw, parse_host_field};
+use super::authority::{
+    Authority, HostField, RawHost, authority_fast, authority_raw_within, host_field_raw, parse_host_field,
+};
 use super::chars::{all_tchar, field_line_scan, tchar_prefix, valid_value_prefix, visible_prefix};
 use super::error::{TargetForm, WireError};
 
@@ -168,6 +170,9 @@ impl HeadParser {
     /// Errors are found in input order, the same whether the input arrives whole or in pieces: a limit is
     /// reported at the first octet beyond it, a bad octet as soon as it arrives.
     pub fn advance(&mut self, buf: &[u8]) -> Result<Progress, WireError> {
+        if self.stage == Stage::RequestLine && self.line_start == 0 {
+            self.fast_connect_line(buf);
+        }
         loop {
             if self.stage == Stage::Fields {
                 self.fast_fields(buf)?;
@@ -282,6 +287,35 @@ impl HeadParser {
         Ok(Line::Done(version_end + 2))
     }
 
+    /// Takes a plainly valid `CONNECT reg-name:port HTTP/1.1` (or `[IPv6]:port`, or HTTP/1.0) line at the start
+    /// of the input, the usual first line, at once; any other start is left to [`Self::request_line`].
+    fn fast_connect_line(&mut self, buf: &[u8]) {
+        let limit = buf.len().min(self.limits.max_head).min(self.limits.max_request_line.saturating_add(2));
+        let b = &buf[..limit];
+        if !b.starts_with(b"CONNECT ") {
+            return;
+        }
+        let target_end = 8 + visible_prefix(&b[8..]);
+        let version = match b.get(target_end..target_end + 11) {
+            Some(b" HTTP/1.1\r\n") => Version::HTTP_11,
+            Some(b" HTTP/1.0\r\n") => Version::HTTP_10,
+            _ => return,
+        };
+        if target_end == 8 {
+            return;
+        }
+        let Some((host, port)) = authority_fast(&b[8..], target_end - 8) else {
+            return;
+        };
+        self.is_connect = true;
+        self.spans.authority = Some((8, host, port));
+        self.spans.method = 0..7;
+        self.spans.target = 8..target_end;
+        self.spans.version = version;
+        self.stage = Stage::Fields;
+        self.line_start = target_end + 11;
+    }
+
     /// Takes the plainly valid, complete field lines from `line_start` on, one vector pass each, with none of
     /// the per-line bookkeeping of [`Self::advance`]. It stops before any other line (the empty line, an error, a
     /// partial line, a second Host), which [`Self::field_line`] then examines rule by rule.
@@ -290,6 +324,10 @@ impl HeadParser {
         let mut at = self.line_start;
         while at < end {
             let b = &buf[at..end];
+            if b[0] == b'\r' {
+                // Most likely the empty line that ends the head.
+                break;
+            }
             let (stop, colon) = field_line_scan(b);
             let Some(name_end) = colon else { break };
             if name_end == 0
@@ -307,7 +345,7 @@ impl HeadParser {
     }
 
     /// Records the valid field line `b[..stop]` whose name ends at `name_end`.
-    #[inline]
+    #[inline(always)]
     fn add_field(&mut self, b: &[u8], offset: usize, name_end: usize, stop: usize) -> Result<(), WireError> {
         let raw_start = name_end + 1;
         let raw = &b[raw_start..stop];
