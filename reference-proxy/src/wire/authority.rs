@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::chars::AuthorityMasks;
 use super::error::AuthorityError;
 
 /// The host part of an authority, borrowed from the request where it is a name.
@@ -93,10 +94,21 @@ pub(super) fn authority_raw_within(rest: &[u8], n: usize) -> Result<(RawHost, u1
 /// anything else, which only the full parser may judge.
 #[inline]
 pub(super) fn authority_fast(rest: &[u8], n: usize) -> Option<(RawHost, u16)> {
+    authority_fast_classified(rest, n, None)
+}
+
+/// [`authority_fast`] with the byte classes, when the caller has them already.
+#[inline]
+pub(super) fn authority_fast_classified(
+    rest: &[u8],
+    n: usize,
+    masks: Option<AuthorityMasks>,
+) -> Option<(RawHost, u16)> {
     let input = &rest[..n];
     let fast = match input {
         [b'[', inside @ ..] => ipv6_authority(inside),
-        _ => name_authority(rest, n),
+        _ if n > 64 => None,
+        _ => name_authority(input, masks.unwrap_or_else(|| super::chars::authority_masks(rest, n))),
     };
     if let Some(fast) = fast {
         debug_assert_eq!(Ok(fast), authority_raw_slow(input), "fast path disagrees on {input:?}");
@@ -123,12 +135,7 @@ fn ipv6_authority(inside: &[u8]) -> Option<(RawHost, u16)> {
 /// The usual target, a valid `reg-name:port` of at most 64 bytes, from one vector pass over its bytes.
 /// `None` for anything else (addresses, errors, long names), which the rule-by-rule path then handles.
 #[inline]
-fn name_authority(rest: &[u8], n: usize) -> Option<(RawHost, u16)> {
-    if n > 64 {
-        return None;
-    }
-    let input = &rest[..n];
-    let m = super::chars::authority_masks(rest, n);
+fn name_authority(input: &[u8], m: AuthorityMasks) -> Option<(RawHost, u16)> {
     // Exactly one colon, with a host before it and the port after it.
     if m.colon == 0 || m.colon & (m.colon - 1) != 0 {
         return None;
@@ -235,16 +242,17 @@ fn is_ipv6(text: &[u8]) -> bool {
 /// the standard library's parser.
 pub fn parse_ipv6(text: &[u8]) -> Option<Ipv6Addr> {
     let n = text.len();
-    let mut groups = [0u16; 8];
+    // The groups are shifted into `bits` as they come; at `::` the groups so far move to `head`, to be placed
+    // above the zero groups at the end.
+    let mut bits = 0u128;
     let mut count = 0;
-    // Where `::` stood, as a group index: the groups after it move to the end.
-    let mut gap = None;
+    let mut head = None;
     let mut i = 0;
     if text.first() == Some(&b':') {
         if text.get(1) != Some(&b':') {
             return None;
         }
-        gap = Some(0);
+        head = Some((0u128, 0usize));
         i = 2;
         if i == n {
             return Some(Ipv6Addr::UNSPECIFIED);
@@ -252,13 +260,13 @@ pub fn parse_ipv6(text: &[u8]) -> Option<Ipv6Addr> {
     }
     loop {
         let start = i;
-        let mut value = 0u16;
+        let mut value = 0u128;
         while i < n && i - start < 5 {
             let digit = HEX[text[i] as usize];
             if digit > 15 {
                 break;
             }
-            value = (value << 4) | u16::from(digit);
+            value = (value << 4) | u128::from(digit);
             i += 1;
         }
         if text.get(i) == Some(&b'.') {
@@ -266,9 +274,7 @@ pub fn parse_ipv6(text: &[u8]) -> Option<Ipv6Addr> {
             if count > 6 {
                 return None;
             }
-            let [a, b, c, d] = parse_dotted_decimal(&text[start..])?.octets();
-            groups[count] = u16::from_be_bytes([a, b]);
-            groups[count + 1] = u16::from_be_bytes([c, d]);
+            bits = (bits << 32) | u128::from(u32::from(parse_dotted_decimal(&text[start..])?));
             count += 2;
             break;
         }
@@ -276,7 +282,7 @@ pub fn parse_ipv6(text: &[u8]) -> Option<Ipv6Addr> {
         if digits == 0 || digits > 4 || count == 8 {
             return None;
         }
-        groups[count] = value;
+        bits = (bits << 16) | value;
         count += 1;
         if i == n {
             break;
@@ -287,8 +293,9 @@ pub fn parse_ipv6(text: &[u8]) -> Option<Ipv6Addr> {
         i += 1;
         match text.get(i) {
             None => return None,
-            Some(b':') if gap.is_none() => {
-                gap = Some(count);
+            Some(b':') if head.is_none() => {
+                head = Some((bits, count));
+                bits = 0;
                 i += 1;
                 if i == n {
                     break;
@@ -298,16 +305,15 @@ pub fn parse_ipv6(text: &[u8]) -> Option<Ipv6Addr> {
             Some(_) => {}
         }
     }
-    match gap {
-        None if count == 8 => {}
-        Some(g) if count <= 7 => {
-            let tail = count - g;
-            groups.copy_within(g..count, 8 - tail);
-            groups[g..8 - tail].fill(0);
+    match head {
+        None if count == 8 => Some(Ipv6Addr::from(bits)),
+        // The groups before `::` go to the top; `count` includes them, and at most 7 groups may be written.
+        Some((high, before)) if count <= 7 => {
+            let high = if before == 0 { 0 } else { high << (16 * (8 - before)) };
+            Some(Ipv6Addr::from(high | bits))
         }
-        _ => return None,
+        _ => None,
     }
-    Some(Ipv6Addr::from(groups))
 }
 
 /// Hex digit values; 0xff for every other byte.

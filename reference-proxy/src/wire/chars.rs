@@ -62,11 +62,11 @@ pub fn valid_value_prefix(value: &[u8]) -> usize {
     scan::value_prefix(value)
 }
 
-/// One pass over a field line: the length of its longest prefix of field-value bytes (where a valid line's CR
-/// stands) and the first `:` within that prefix. Names are tchar, so a valid line's name, colon and value are
-/// all field-value bytes.
+/// One pass over a field line that starts with a valid name: `Some((colon, stop))` when `line` starts with one
+/// or more tchar and then `:`, where `stop` is the first byte after the colon that is not a field-value byte
+/// (where a valid line's CR stands). `None` when the line does not start that way.
 #[inline]
-pub fn field_line_scan(line: &[u8]) -> (usize, Option<usize>) {
+pub fn field_line_scan(line: &[u8]) -> Option<(usize, usize)> {
     scan::field_line(line)
 }
 
@@ -80,17 +80,18 @@ pub struct AuthorityMasks {
     pub colon: u64,
 }
 
+/// The request-target at the start of `bytes`: its length (the longest prefix of visible ASCII) and, when it is
+/// at most 64 bytes long, the classes of its bytes, from the same pass.
+#[inline]
+pub fn target_scan(bytes: &[u8]) -> (usize, Option<AuthorityMasks>) {
+    scan::target_scan(bytes)
+}
+
 /// The classes of each of the first `n <= 64` bytes of `bytes` (the rest may be read, but is not classified).
 #[inline]
 pub fn authority_masks(bytes: &[u8], n: usize) -> AuthorityMasks {
     debug_assert!(n <= 64 && n <= bytes.len());
     scan::authority_masks(bytes, n)
-}
-
-/// Whether every byte is a tchar: no early exit, since the caller expects a valid name.
-#[inline]
-pub fn all_tchar(bytes: &[u8]) -> bool {
-    bytes.iter().fold(true, |ok, &b| ok & TCHAR[b as usize])
 }
 
 /// Byte-class scans the same on every platform: reference definitions for the vector versions.
@@ -106,9 +107,17 @@ mod scalar {
         value.iter().position(|&b| !VALUE[b as usize]).unwrap_or(value.len())
     }
 
-    pub fn field_line(line: &[u8]) -> (usize, Option<usize>) {
-        let stop = value_prefix(line);
-        (stop, line[..stop].iter().position(|&b| b == b':'))
+    pub fn field_line(line: &[u8]) -> Option<(usize, usize)> {
+        let name = super::tchar_prefix(line);
+        if name == 0 || line.get(name) != Some(&b':') {
+            return None;
+        }
+        Some((name, name + 1 + value_prefix(&line[name + 1..])))
+    }
+
+    pub fn target_scan(bytes: &[u8]) -> (usize, Option<super::AuthorityMasks>) {
+        let n = visible_prefix(bytes);
+        (n, (n <= 64).then(|| authority_masks(bytes, n)))
     }
 
     pub fn authority_masks(bytes: &[u8], n: usize) -> super::AuthorityMasks {
@@ -252,34 +261,47 @@ mod scan {
         first_in(bytes, 0, not_value)
     }
 
+    /// Bytes that end a field name: every byte but tchar (RFC 9110 §5.6.2), the colon included.
+    #[inline(always)]
+    fn not_tchar(x: __m128i) -> __m128i {
+        // SAFETY: SSE2 is enabled (module cfg); register-only intrinsics.
+        unsafe {
+            let eq = |c: u8| _mm_cmpeq_epi8(x, _mm_set1_epi8(c as i8));
+            // The delimiters "(),/:;<=>?@[\]{} : three ranges and five single bytes.
+            let ranges = _mm_or_si128(_mm_or_si128(in_range(x, b':', 6), in_range(x, b'[', 2)), in_range(x, b'(', 1));
+            let singles = _mm_or_si128(_mm_or_si128(eq(b'"'), eq(b',')), _mm_or_si128(eq(b'/'), eq(b'{')));
+            _mm_or_si128(_mm_or_si128(ranges, singles), _mm_or_si128(eq(b'}'), not_visible(x)))
+        }
+    }
+
+    #[inline(always)]
     fn colon(x: __m128i) -> __m128i {
         // SAFETY: SSE2 is enabled (module cfg); register-only intrinsics.
         unsafe { _mm_cmpeq_epi8(x, _mm_set1_epi8(b':' as i8)) }
     }
 
-    /// Up to the first colon the scan looks for colons and stops at once; after it, only for stops.
+    /// The name ends at the first non-tchar, which must be the colon; the value scan goes on from the same block.
     #[inline]
-    pub fn field_line(bytes: &[u8]) -> (usize, Option<usize>) {
+    pub fn field_line(bytes: &[u8]) -> Option<(usize, usize)> {
         let mut at = 0;
         loop {
-            let (stop, colons) = if at + 16 <= bytes.len() {
-                (full(bytes, at, not_value), full(bytes, at, colon))
+            let (end, colons, stop) = if at + 16 <= bytes.len() {
+                (full(bytes, at, not_tchar), full(bytes, at, colon), full(bytes, at, not_value))
             } else {
                 let blk = block(bytes, at);
-                (blk.stop_bits(not_value(blk.x)), blk.bits(colon(blk.x)))
+                (blk.stop_bits(not_tchar(blk.x)), blk.bits(colon(blk.x)), blk.stop_bits(not_value(blk.x)))
             };
-            let first = stop | colons;
-            if first != 0 {
-                let pos = first.trailing_zeros();
-                if stop & (1 << pos) != 0 {
-                    return (at + pos as usize, None);
+            if end != 0 {
+                let pos = end.trailing_zeros();
+                let name_end = at + pos as usize;
+                if name_end == 0 || colons & (1 << pos) == 0 {
+                    return None;
                 }
-                let colon = Some(at + pos as usize);
-                // Every stop in this block lies after the colon.
+                // Bytes up to the colon are tchar, so the first stop in this block lies after it.
                 if stop != 0 {
-                    return (at + stop.trailing_zeros() as usize, colon);
+                    return Some((name_end, at + stop.trailing_zeros() as usize));
                 }
-                return (first_in(bytes, at + 16, not_value), colon);
+                return Some((name_end, first_in(bytes, at + 16, not_value)));
             }
             at += 16;
         }
@@ -295,31 +317,57 @@ mod scan {
         }
     }
 
+    /// Adds the classes of the block's bytes to `m`, at bit offset `at`.
+    #[inline(always)]
+    fn add_classes(m: &mut super::AuthorityMasks, blk: &Block, at: usize) {
+        let x = blk.x;
+        // SAFETY: SSE2 is enabled (module cfg); register-only intrinsics.
+        let (name, digit, dot, colon) = unsafe {
+            let eq = |c: u8| _mm_cmpeq_epi8(x, _mm_set1_epi8(c as i8));
+            let digit = in_range(x, b'0', 9);
+            let alpha = in_range(_mm_or_si128(x, _mm_set1_epi8(0x20)), b'a', 25);
+            let dot = eq(b'.');
+            let other = _mm_or_si128(_mm_or_si128(eq(b'-'), eq(b'_')), dot);
+            (_mm_or_si128(_mm_or_si128(alpha, digit), other), digit, dot, eq(b':'))
+        };
+        let bits = |v| u64::from(blk.bits(v)) << at;
+        m.name |= bits(name);
+        m.digit |= bits(digit);
+        m.dot |= bits(dot);
+        m.colon |= bits(colon);
+    }
+
+    fn keep_first(m: super::AuthorityMasks, n: usize) -> super::AuthorityMasks {
+        let keep = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        super::AuthorityMasks { name: m.name & keep, digit: m.digit & keep, dot: m.dot & keep, colon: m.colon & keep }
+    }
+
     #[inline]
     pub fn authority_masks(bytes: &[u8], n: usize) -> super::AuthorityMasks {
         let mut m = super::AuthorityMasks { name: 0, digit: 0, dot: 0, colon: 0 };
         let mut at = 0;
         while at < n {
-            let blk = block(bytes, at);
-            let x = blk.x;
-            // SAFETY: SSE2 is enabled (module cfg); register-only intrinsics.
-            let (name, digit, dot, colon) = unsafe {
-                let eq = |c: u8| _mm_cmpeq_epi8(x, _mm_set1_epi8(c as i8));
-                let digit = in_range(x, b'0', 9);
-                let alpha = in_range(_mm_or_si128(x, _mm_set1_epi8(0x20)), b'a', 25);
-                let dot = eq(b'.');
-                let other = _mm_or_si128(_mm_or_si128(eq(b'-'), eq(b'_')), dot);
-                (_mm_or_si128(_mm_or_si128(alpha, digit), other), digit, dot, eq(b':'))
-            };
-            let bits = |v| u64::from(blk.bits(v)) << at;
-            m.name |= bits(name);
-            m.digit |= bits(digit);
-            m.dot |= bits(dot);
-            m.colon |= bits(colon);
+            add_classes(&mut m, &block(bytes, at), at);
             at += 16;
         }
-        let keep = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-        super::AuthorityMasks { name: m.name & keep, digit: m.digit & keep, dot: m.dot & keep, colon: m.colon & keep }
+        keep_first(m, n)
+    }
+
+    #[inline]
+    pub fn target_scan(bytes: &[u8]) -> (usize, Option<super::AuthorityMasks>) {
+        let mut m = super::AuthorityMasks { name: 0, digit: 0, dot: 0, colon: 0 };
+        let mut at = 0;
+        while at < 64 {
+            let blk = block(bytes, at);
+            add_classes(&mut m, &blk, at);
+            let stop = blk.stop_bits(not_visible(blk.x));
+            if stop != 0 {
+                let n = at + stop.trailing_zeros() as usize;
+                return (n, (n <= 64).then(|| keep_first(m, n)));
+            }
+            at += 16;
+        }
+        (first_in(bytes, 64, not_visible), None)
     }
 }
 
@@ -351,6 +399,7 @@ fn all_ascii(b: &[u8]) -> bool {
         0..4 => b.iter().fold(0, |acc, &c| acc | c) < 0x80,
         4..8 => (w4(0) | w4(n - 4)) & 0x8080_8080 == 0,
         8..=16 => (w8(0) | w8(n - 8)) & 0x8080_8080_8080_8080 == 0,
+        17..=32 => (w8(0) | w8(8) | w8(n - 16) | w8(n - 8)) & 0x8080_8080_8080_8080 == 0,
         _ => b.is_ascii(),
     }
 }
@@ -361,7 +410,7 @@ mod tests {
 
     /// Bytes that sit near every class boundary, so short random strings hit all the cases.
     fn byte() -> impl Strategy<Value = u8> {
-        let edges: &[u8] = b"aZ09.-_@`{/: \t\r\n\x00\x1f\x21\x7e\x7f\x80\xff";
+        let edges: &[u8] = b"aZ09.-_@`{/: \t\r\n\x00\x1f\x21\x7e\x7f\x80\xff\"(),;<=>?[\\]}^|~!#'+";
         prop_oneof![prop::sample::select(edges), any::<u8>()]
     }
 
@@ -377,6 +426,7 @@ mod tests {
             prop_assert_eq!(super::valid_value_prefix(&bytes), super::scalar::value_prefix(&bytes));
             prop_assert_eq!(super::field_line_scan(&bytes), super::scalar::field_line(&bytes));
             prop_assert_eq!(super::all_ascii(&bytes), bytes.is_ascii());
+            prop_assert_eq!(super::target_scan(&bytes), super::scalar::target_scan(&bytes));
             let n = bytes.len().min(64);
             prop_assert_eq!(super::authority_masks(&bytes, n), super::scalar::authority_masks(&bytes, n));
             for cut in 0..n {

@@ -8,9 +8,9 @@
 use std::ops::Range;
 
 use super::authority::{
-    Authority, HostField, RawHost, authority_fast, authority_raw_within, host_field_raw, parse_host_field,
+    Authority, HostField, RawHost, authority_fast_classified, authority_raw_within, host_field_raw, parse_host_field,
 };
-use super::chars::{all_tchar, field_line_scan, tchar_prefix, valid_value_prefix, visible_prefix};
+use super::chars::{field_line_scan, target_scan, tchar_prefix, valid_value_prefix, visible_prefix};
 use super::error::{TargetForm, WireError};
 
 /// Size limits. Exceeding them is an error naming the limit, never an unbounded buffer.
@@ -295,7 +295,12 @@ impl HeadParser {
         if !b.starts_with(b"CONNECT ") {
             return;
         }
-        let target_end = 8 + visible_prefix(&b[8..]);
+        // Byte classes serve reg-names only; an IPv6 literal is parsed on its own.
+        let (target_len, masks) = match b.get(8) {
+            Some(b'[') => (visible_prefix(&b[8..]), None),
+            _ => target_scan(&b[8..]),
+        };
+        let target_end = 8 + target_len;
         let version = match b.get(target_end..target_end + 11) {
             Some(b" HTTP/1.1\r\n") => Version::HTTP_11,
             Some(b" HTTP/1.0\r\n") => Version::HTTP_10,
@@ -304,7 +309,7 @@ impl HeadParser {
         if target_end == 8 {
             return;
         }
-        let Some((host, port)) = authority_fast(&b[8..], target_end - 8) else {
+        let Some((host, port)) = authority_fast_classified(&b[8..], target_len, masks) else {
             return;
         };
         self.is_connect = true;
@@ -328,13 +333,8 @@ impl HeadParser {
                 // Most likely the empty line that ends the head.
                 break;
             }
-            let (stop, colon) = field_line_scan(b);
-            let Some(name_end) = colon else { break };
-            if name_end == 0
-                || b.get(stop..stop + 2) != Some(b"\r\n")
-                || !all_tchar(&b[..name_end])
-                || self.spans.fields.len() >= self.limits.max_fields
-            {
+            let Some((name_end, stop)) = field_line_scan(b) else { break };
+            if b.get(stop..stop + 2) != Some(b"\r\n") || self.spans.fields.len() >= self.limits.max_fields {
                 break;
             }
             self.add_field(b, at, name_end, stop)?;
