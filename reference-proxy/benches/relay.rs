@@ -6,8 +6,8 @@
 //! Run with `cargo bench -p reference-proxy --bench relay`. Environment: `RELAY_BENCH_GIB` (default 1) GiB per
 //! throughput run, `RELAY_BENCH_ROUNDS` (default 5), `RELAY_BENCH_TUNNELS` (default 10000) idle tunnels,
 //! `RELAY_BENCH_THROUGHPUT_ONLY` to stop after the throughput table, `RELAY_BENCH_NO_TLS` to skip the TLS runs
-//! (for profiling the plain relay), `RELAY_BENCH_VERBOSE` to print every round. Other load on the machine skews the
-//! figures: run it on a quiet machine.
+//! (for profiling the plain relay), `RELAY_BENCH_VERBOSE` to print every round, `RELAY_BENCH_NO_PIN` to leave the
+//! client and sink threads unpinned. Other load on the machine skews the figures: run it on a quiet machine.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -39,6 +39,7 @@ fn main() {
     // Throughput: best of three runs each, direct first, then interleaved so drift affects all alike.
     // One unmeasured run of each path first: the first transfers after start-up (page allocator, socket buffer
     // autotuning, sink thread) are consistently slower and would skew whichever path happens to come first.
+    pin_for_throughput(0);
     throughput(bytes, || TcpStream::connect(sink).map(Box::new).map(|b| b as Box<dyn Conn>));
     throughput(bytes, || proxy.plain_tunnel(sink).map(|s| Box::new(s) as Box<dyn Conn>));
     let mut direct = Vec::new();
@@ -104,6 +105,7 @@ fn main() {
         );
     }
     println!();
+    unpin();
     if std::env::var_os("RELAY_BENCH_THROUGHPUT_ONLY").is_some() {
         return;
     }
@@ -185,6 +187,7 @@ fn start_sink() -> SocketAddr {
         for s in listener.incoming() {
             let Ok(mut s) = s else { continue };
             std::thread::spawn(move || {
+                pin_for_throughput(1);
                 let mut buf = vec![0u8; CHUNK];
                 while let Ok(n) = s.read(&mut buf) {
                     if n == 0 {
@@ -218,6 +221,34 @@ impl Conn for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
 
 /// Writes `bytes` through a fresh connection, closes its write side and waits for the sink's close to come
 /// back, so every byte was received; returns Gbit/s.
+/// Pins the calling thread to `cpu` (the client to 0, the sink to 1) when there are two CPUs or more, unless
+/// `RELAY_BENCH_NO_PIN` is set, so that both paths always cross cores the same way (left to the scheduler, client
+/// and sink sometimes share a core and copy cache-hot, which only the direct path can profit from). The proxy is
+/// not pinned. On the 2-vCPU VM this was written on, the direct rounds still vary about 2x from round to round.
+fn pin_for_throughput(cpu: usize) {
+    if num_cpus() < 2 || std::env::var_os("RELAY_BENCH_NO_PIN").is_some() {
+        return;
+    }
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity get valid pointers.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Undoes [`pin_for_throughput`] for the calling thread.
+fn unpin() {
+    // SAFETY: as in `pin_for_throughput`.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..num_cpus() {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 fn throughput(bytes: u64, open: impl Fn() -> std::io::Result<Box<dyn Conn>>) -> (f64, Duration) {
     let mut w = open().expect("open stream");
     let buf = vec![0x5au8; CHUNK];
