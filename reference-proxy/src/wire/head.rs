@@ -102,6 +102,7 @@ pub struct HeadParser {
 }
 
 /// What scanning one line found.
+#[derive(Debug, PartialEq, Eq)]
 enum Line {
     /// The line is not complete within the bytes available.
     Partial,
@@ -319,6 +320,16 @@ impl HeadParser {
         self.spans.version = version;
         self.stage = Stage::Fields;
         self.line_start = target_end + 11;
+        #[cfg(debug_assertions)]
+        {
+            // The rule-by-rule path must read the line the same way (fuzz builds check this on every input).
+            let mut twin = HeadParser::new(self.limits);
+            let w = twin.window(buf, Some(twin.limits.max_request_line + 2));
+            let line = twin.request_line(&w, 0);
+            assert_eq!(line.ok(), Some(Line::Done(self.line_start)), "fast request line disagrees");
+            assert_eq!(twin.spans.authority, self.spans.authority);
+            assert_eq!((&twin.spans.target, twin.spans.version), (&self.spans.target, self.spans.version));
+        }
     }
 
     /// Takes the plainly valid, complete field lines from `line_start` on, one vector pass each, with none of
@@ -337,7 +348,17 @@ impl HeadParser {
             if b.get(stop..stop + 2) != Some(b"\r\n") || self.spans.fields.len() >= self.limits.max_fields {
                 break;
             }
+            #[cfg(debug_assertions)]
+            let mut twin = self.clone();
             self.add_field(b, at, name_end, stop)?;
+            #[cfg(debug_assertions)]
+            {
+                // The rule-by-rule path must read the line the same way (fuzz builds check this on every input).
+                let w = Window { bytes: b, cut: Cut::None, limits: self.limits };
+                assert_eq!(twin.field_line(&w, at).ok(), Some(Line::Done(stop + 2)), "fast field line disagrees");
+                assert_eq!(twin.spans.fields.last(), self.spans.fields.last());
+                assert_eq!(twin.spans.host, self.spans.host);
+            }
             at += stop + 2;
         }
         self.line_start = at;
