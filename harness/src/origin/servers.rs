@@ -16,7 +16,18 @@ pub const IDLE: Duration = Duration::from_secs(30);
 const BUF: usize = 32 * 1024;
 
 /// Echo every byte; propagate the peer's half-close.
-pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, rec: ConnHandle) {
+pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(s: S, rec: ConnHandle) {
+    read_loop(s, rec, true).await
+}
+
+/// Read, count and hash; never send. Close when the peer does.
+pub async fn sink<S: AsyncRead + AsyncWrite + Unpin>(s: S, rec: ConnHandle) {
+    read_loop(s, rec, false).await
+}
+
+/// Records what the peer sends, echoing it if asked, until EOF (answered by closing our side), an error or
+/// the idle deadline.
+async fn read_loop<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, rec: ConnHandle, echo: bool) {
     let mut buf = vec![0u8; BUF];
     loop {
         match timeout(IDLE, s.read(&mut buf)).await {
@@ -27,28 +38,13 @@ pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, rec: ConnHandle) 
             }
             Ok(Ok(n)) => {
                 rec.received(&buf[..n]);
-                match timeout(IDLE, s.write_all(&buf[..n])).await {
-                    Ok(Ok(())) => rec.sent(n),
-                    _ => return rec.end(ConnEnd::Error),
+                if echo {
+                    match timeout(IDLE, s.write_all(&buf[..n])).await {
+                        Ok(Ok(())) => rec.sent(n),
+                        _ => return rec.end(ConnEnd::Error),
+                    }
                 }
             }
-            Ok(Err(_)) => return rec.end(ConnEnd::Error),
-            Err(_) => return rec.end(ConnEnd::OriginClosed),
-        }
-    }
-}
-
-/// Read, count and hash; never send. Close when the peer does.
-pub async fn sink<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, rec: ConnHandle) {
-    let mut buf = vec![0u8; BUF];
-    loop {
-        match timeout(IDLE, s.read(&mut buf)).await {
-            Ok(Ok(0)) => {
-                rec.end(ConnEnd::Eof);
-                let _ = timeout(IDLE, s.shutdown()).await;
-                return;
-            }
-            Ok(Ok(n)) => rec.received(&buf[..n]),
             Ok(Err(_)) => return rec.end(ConnEnd::Error),
             Err(_) => return rec.end(ConnEnd::OriginClosed),
         }
