@@ -32,6 +32,7 @@ fn main() {
     let bytes = (gib * (1u64 << 30) as f64) as u64;
 
     let sink = start_sink();
+    let bare = start_bare_relay(sink);
     let proxy = Proxy::spawn();
     println!("reference-proxy relay benchmark (loopback, {} CPUs)", num_cpus());
     println!();
@@ -48,6 +49,7 @@ fn main() {
     let mut plain_cpu = Vec::new();
     let mut tls_cpu = Vec::new();
     let mut bench_cpu = [Vec::new(), Vec::new(), Vec::new()];
+    let mut bare_runs = Vec::new();
     for _ in 0..rounds {
         let cpu0 = own_cpu_seconds();
         direct.push(throughput(bytes, || TcpStream::connect(sink).map(Box::new).map(|b| b as Box<dyn Conn>)).0);
@@ -58,8 +60,14 @@ fn main() {
         plain_cpu.push((proxy.cpu_seconds() - cpu0) / gib);
         bench_cpu[1].push((own_cpu_seconds() - own0) / gib);
         plain.push(gbps);
+        bare_runs.push(throughput(bytes, || TcpStream::connect(bare).map(|s| Box::new(s) as Box<dyn Conn>)).0);
         if verbose {
-            println!("  round: direct {:.2} plain {:.2} Gbit/s", direct.last().unwrap(), plain.last().unwrap());
+            println!(
+                "  round: direct {:.2} plain {:.2} bare splice relay {:.2} Gbit/s",
+                direct.last().unwrap(),
+                plain.last().unwrap(),
+                bare_runs.last().unwrap()
+            );
         }
         if skip_tls {
             continue;
@@ -94,6 +102,11 @@ fn main() {
         median_ratio(&plain),
         min(&plain_cpu),
         min(&bench_cpu[1])
+    );
+    println!(
+        "  bare splice relay     {:8.2} Gbit/s   {:.2} x direct   (yardstick: no HTTP, blocking splice, 2 threads)",
+        best(&bare_runs),
+        median_ratio(&bare_runs),
     );
     if !skip_tls {
         println!(
@@ -195,6 +208,69 @@ fn start_sink() -> SocketAddr {
                     }
                 }
             });
+        }
+    });
+    addr
+}
+
+/// The least work a relay can do, as a yardstick for the proxy: no HTTP, no event loop, one blocking
+/// `splice(2)` loop per direction through a 1 MiB pipe, in this process. The proxy's ratio is best read against
+/// this one's: the gap between this and 1.0 is the machine's (a third busy thread on the cores the client and
+/// sink use, and the second loopback hop), not the proxy's.
+fn start_bare_relay(upstream: SocketAddr) -> SocketAddr {
+    use std::os::fd::AsRawFd;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(upstream) else { continue };
+            let pump = |from: TcpStream, to: TcpStream| {
+                move || {
+                    let mut fds = [0; 2];
+                    // SAFETY: pipe/fcntl/splice/close on descriptors this closure owns or borrows from live streams.
+                    unsafe {
+                        if libc::pipe(fds.as_mut_ptr()) != 0 {
+                            return;
+                        }
+                        libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 1 << 20);
+                        loop {
+                            let n = libc::splice(
+                                from.as_raw_fd(),
+                                std::ptr::null_mut(),
+                                fds[1],
+                                std::ptr::null_mut(),
+                                1 << 20,
+                                libc::SPLICE_F_MOVE,
+                            );
+                            if n <= 0 {
+                                break;
+                            }
+                            let mut left = n as usize;
+                            while left > 0 {
+                                let m = libc::splice(
+                                    fds[0],
+                                    std::ptr::null_mut(),
+                                    to.as_raw_fd(),
+                                    std::ptr::null_mut(),
+                                    left,
+                                    libc::SPLICE_F_MOVE,
+                                );
+                                if m <= 0 {
+                                    break;
+                                }
+                                left -= m as usize;
+                            }
+                        }
+                        libc::close(fds[0]);
+                        libc::close(fds[1]);
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                }
+            };
+            let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(pump(client, server));
+            std::thread::spawn(pump(s2, c2));
         }
     });
     addr
