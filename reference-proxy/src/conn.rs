@@ -526,6 +526,9 @@ async fn connect_any(addrs: &[SocketAddr], limit: Duration) -> Result<TcpStream,
 }
 
 fn success_bytes(config: &ProxyConfig) -> Vec<u8> {
+    if config.has_fault(F::NoSpaceAfterStatus) {
+        return b"HTTP/1.1 200\r\n\r\n".to_vec();
+    }
     if config.has_fault(F::ExtraCrlfAfter2xx) {
         return b"HTTP/1.1 200 Connection Established\r\n\r\n\r\n".to_vec();
     }

@@ -113,10 +113,13 @@ pub enum Fault {
     LoseLastClientBytes,
     /// Allow tunnels only to ports 443 and 563, whatever the configuration says (the Squid/ATS default lists, hard-coded).
     SslPortsOnly,
+    /// Send the 2xx status line without a reason phrase and without the SP before it (`HTTP/1.1 200`): RFC 9112
+    /// §4 requires the space even when the reason is absent.
+    NoSpaceAfterStatus,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 53] = [
+    pub const ALL: [Fault; 54] = [
         Fault::SniMustMatchTarget,
         Fault::ContentLengthIn2xx,
         Fault::TransferEncodingIn2xx,
@@ -170,6 +173,7 @@ impl Fault {
         Fault::ExtraCrlfAfter2xx,
         Fault::LoseLastClientBytes,
         Fault::SslPortsOnly,
+        Fault::NoSpaceAfterStatus,
     ];
 
     /// The kebab-case name used on the command line and in TOML.
@@ -228,6 +232,7 @@ impl Fault {
             Fault::ExtraCrlfAfter2xx => "extra-crlf-after-2xx",
             Fault::LoseLastClientBytes => "lose-last-client-bytes",
             Fault::SslPortsOnly => "ssl-ports-only",
+            Fault::NoSpaceAfterStatus => "no-space-after-status",
         }
     }
 }

@@ -9,6 +9,8 @@ use crate::escape;
 /// A parsed status line and header section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ResponseHead {
+    /// The status line as sent, without its line end.
+    pub status_line: String,
     pub version: String,
     pub status: u16,
     pub reason: String,
@@ -30,6 +32,12 @@ impl ResponseHead {
     /// The body length the head announces: Some(n) for Content-Length, None when close-delimited or chunked.
     pub fn content_length(&self) -> Option<u64> {
         self.field("content-length").and_then(|v| v.trim().parse().ok())
+    }
+
+    /// `HTTP-version SP status-code SP [reason-phrase]` (RFC 9112 §4): the SP after the code is there even
+    /// when the reason phrase is empty. (The version and code were checked when parsing.)
+    pub fn status_line_has_both_spaces(&self) -> bool {
+        self.status_line.splitn(3, ' ').count() == 3
     }
 
     pub fn is_chunked(&self) -> bool {
@@ -90,7 +98,14 @@ pub fn parse_head(bytes: &[u8]) -> Result<ResponseHead, String> {
             .ok_or_else(|| format!("invalid field line: {}", escape::escape(line.as_bytes(), 80)))?;
         fields.push((name.to_string(), value.trim().to_string()));
     }
-    Ok(ResponseHead { version: version.into(), status, reason: reason.into(), fields, size: bytes.len() })
+    Ok(ResponseHead {
+        status_line: status_line.into(),
+        version: version.into(),
+        status,
+        reason: reason.into(),
+        fields,
+        size: bytes.len(),
+    })
 }
 
 #[cfg(test)]
@@ -114,6 +129,10 @@ mod tests {
         let end = find_head_end(raw).unwrap();
         let h = parse_head(&raw[..end]).unwrap();
         assert_eq!((h.status, h.content_length()), (502, Some(3)));
+        assert!(h.status_line_has_both_spaces());
+        let h = parse_head(b"HTTP/1.1 200\r\n\r\n").unwrap();
+        assert_eq!((h.status, h.reason.as_str()), (200, ""));
+        assert!(!h.status_line_has_both_spaces());
     }
 
     #[test]

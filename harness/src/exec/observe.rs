@@ -116,6 +116,9 @@ pub fn mismatch(outcome: &Outcome, observed: &Observed) -> Option<String> {
             {
                 return Some(format!("version {} is not {v}", head.version));
             }
+            if outcome.status_line_spaces && !head.status_line_has_both_spaces() {
+                return Some(format!("status line {:?} lacks the SP after the status code", head.status_line));
+            }
             match (outcome.then, closed_after) {
                 (Some(After::Close), Some(false)) => Some("the connection stayed open".into()),
                 (Some(After::Open), Some(true)) => Some("the connection was closed".into()),
@@ -139,6 +142,7 @@ mod tests {
     fn resp(status: u16, fields: &[&str], closed_after: Option<bool>) -> Observed {
         Observed::Response {
             head: ResponseHead {
+                status_line: format!("HTTP/1.1 {status} "),
                 version: "HTTP/1.1".into(),
                 status,
                 reason: String::new(),
@@ -181,6 +185,12 @@ mod tests {
             head.version = "HTTP/1.0".into();
         }
         assert!(mismatch(&o, &r).unwrap().contains("version"));
+        let spaces = Outcome { status: status(&["502"]), status_line_spaces: true, ..Default::default() };
+        assert_eq!(mismatch(&spaces, &r), None);
+        if let Observed::Response { head, .. } = &mut r {
+            head.status_line = "HTTP/1.0 502".into();
+        }
+        assert!(mismatch(&spaces, &r).unwrap().contains("lacks the SP"));
     }
 
     #[test]

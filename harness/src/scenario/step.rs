@@ -133,6 +133,8 @@ pub struct Expect {
     #[serde(default)]
     pub version: Option<String>,
     #[serde(default)]
+    pub status_line_spaces: bool,
+    #[serde(default)]
     pub then: Option<After>,
     #[serde(default)]
     pub closed: bool,
@@ -159,6 +161,7 @@ impl Expect {
             absent: self.absent.clone(),
             fields: self.fields.clone(),
             version: self.version.clone(),
+            status_line_spaces: self.status_line_spaces,
             then: self.then,
             closed: self.closed,
             timeout: self.timeout,
@@ -173,6 +176,7 @@ impl Expect {
             || !self.absent.is_empty()
             || !self.fields.is_empty()
             || self.version.is_some()
+            || self.status_line_spaces
             || self.then.is_some()
             || self.closed
             || self.timeout
@@ -199,6 +203,10 @@ pub struct Outcome {
     /// The response's HTTP-version, exactly (e.g. "HTTP/1.1").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The status line has its two spaces, `HTTP-version SP status-code SP [reason-phrase]`, the second one even
+    /// when the reason phrase is empty (RFC 9112 §4).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub status_line_spaces: bool,
     /// What the proxy must do with the connection after the response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub then: Option<After>,
@@ -259,6 +267,9 @@ impl fmt::Display for Outcome {
         }
         if let Some(v) = &self.version {
             parts.push(format!("as {v}"));
+        }
+        if self.status_line_spaces {
+            parts.push("with SP after the status code".into());
         }
         match self.then {
             Some(After::Close) => parts.push("then close".into()),

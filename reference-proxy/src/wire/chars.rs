@@ -367,7 +367,9 @@ mod scan {
             }
             at += 16;
         }
-        (first_in(bytes, 64, not_visible), None)
+        // A target of exactly 64 bytes still has all its classes.
+        let n = first_in(bytes, 64, not_visible);
+        (n, (n == 64).then(|| keep_first(m, 64)))
     }
 }
 
@@ -416,7 +418,11 @@ mod tests {
 
     fn input() -> impl Strategy<Value = Vec<u8>> {
         // Mostly valid runs with a few other bytes, up to a few blocks long.
-        prop::collection::vec(prop_oneof![8 => Just(b'x'), 1 => byte()], 0..70)
+        prop_oneof![
+            prop::collection::vec(prop_oneof![8 => Just(b'x'), 1 => byte()], 0..70),
+            // Around the 64-byte edge of the authority classes.
+            (62usize..67, byte()).prop_map(|(n, end)| [vec![b'x'; n], vec![end]].concat()),
+        ]
     }
 
     proptest! {

@@ -182,7 +182,7 @@ impl HeadParser {
             let step = match self.stage {
                 Stage::Done => return Ok(Progress::Complete(at)),
                 Stage::RequestLine => {
-                    let w = self.window(buf, Some(self.limits.max_request_line + 2));
+                    let w = self.window(buf, Some(self.limits.max_request_line.saturating_add(2)));
                     match w.bytes {
                         // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request-line.
                         [b'\r', b'\n', ..] => Line::Done(2),
@@ -324,7 +324,7 @@ impl HeadParser {
         {
             // The rule-by-rule path must read the line the same way (fuzz builds check this on every input).
             let mut twin = HeadParser::new(self.limits);
-            let w = twin.window(buf, Some(twin.limits.max_request_line + 2));
+            let w = twin.window(buf, Some(twin.limits.max_request_line.saturating_add(2)));
             let line = twin.request_line(&w, 0);
             assert_eq!(line.ok(), Some(Line::Done(self.line_start)), "fast request line disagrees");
             assert_eq!(twin.spans.authority, self.spans.authority);
