@@ -349,14 +349,19 @@ fn parse_ip_literal(inside: &[u8]) -> Result<RawHost, AuthorityError> {
     Err(AuthorityError::BracketedNotIpv6)
 }
 
+#[inline]
 fn parse_port(port: &[u8]) -> Result<u16, AuthorityError> {
     // One pass for the usual 1 to 5 digits without a leading zero; anything else names its error below.
-    if let 1..=5 = port.len() {
-        let (value, digits) = port.iter().fold((0u32, true), |(v, ok), &d| {
+    if let 1..=5 = port.len()
+        && (port[0] != b'0' || port.len() == 1)
+    {
+        let (mut value, mut digits) = (0u32, true);
+        for &d in port {
             let x = d.wrapping_sub(b'0');
-            (v * 10 + u32::from(x), ok & (x < 10))
-        });
-        if digits && (port[0] != b'0' || port.len() == 1) && (1..=65535).contains(&value) {
+            digits &= x < 10;
+            value = value * 10 + u32::from(x);
+        }
+        if digits && value != 0 && value <= 65535 {
             return Ok(value as u16);
         }
     }

@@ -274,30 +274,21 @@ mod scan {
         }
     }
 
-    #[inline(always)]
-    fn colon(x: __m128i) -> __m128i {
-        // SAFETY: SSE2 is enabled (module cfg); register-only intrinsics.
-        unsafe { _mm_cmpeq_epi8(x, _mm_set1_epi8(b':' as i8)) }
-    }
-
     /// The name ends at the first non-tchar, which must be the colon; the value scan goes on from the same block.
     #[inline]
     pub fn field_line(bytes: &[u8]) -> Option<(usize, usize)> {
         let mut at = 0;
         loop {
-            let (end, colons, stop) = if at + 16 <= bytes.len() {
-                (full(bytes, at, not_tchar), full(bytes, at, colon), full(bytes, at, not_value))
-            } else {
-                let blk = block(bytes, at);
-                (blk.stop_bits(not_tchar(blk.x)), blk.bits(colon(blk.x)), blk.stop_bits(not_value(blk.x)))
-            };
+            let blk = block(bytes, at);
+            let end = blk.stop_bits(not_tchar(blk.x));
             if end != 0 {
-                let pos = end.trailing_zeros();
-                let name_end = at + pos as usize;
-                if name_end == 0 || colons & (1 << pos) == 0 {
+                let name_end = at + end.trailing_zeros() as usize;
+                if name_end == 0 || bytes.get(name_end) != Some(&b':') {
                     return None;
                 }
-                // Bytes up to the colon are tchar, so the first stop in this block lies after it.
+                // Bytes up to the colon are tchar and the colon is a value byte, so the first stop in this
+                // block lies after the colon.
+                let stop = blk.stop_bits(not_value(blk.x));
                 if stop != 0 {
                     return Some((name_end, at + stop.trailing_zeros() as usize));
                 }

@@ -302,9 +302,17 @@ impl HeadParser {
             _ => target_scan(&b[8..]),
         };
         let target_end = 8 + target_len;
+        // ` HTTP/1.x` as one word, then the minor version and CRLF.
         let version = match b.get(target_end..target_end + 11) {
-            Some(b" HTTP/1.1\r\n") => Version::HTTP_11,
-            Some(b" HTTP/1.0\r\n") => Version::HTTP_10,
+            Some(&[a, b, c, d, e, f, g, h, minor, b'\r', b'\n'])
+                if u64::from_le_bytes([a, b, c, d, e, f, g, h]) == u64::from_le_bytes(*b" HTTP/1.") =>
+            {
+                match minor {
+                    b'1' => Version::HTTP_11,
+                    b'0' => Version::HTTP_10,
+                    _ => return,
+                }
+            }
             _ => return,
         };
         if target_end == 8 {
