@@ -84,20 +84,15 @@ pub(super) fn authority_raw(input: &[u8]) -> Result<(RawHost, u16), AuthorityErr
 /// [`authority_raw`] of `rest[..n]`; the bytes after it may be read (never parsed) to scan in whole blocks.
 #[inline]
 pub(super) fn authority_raw_within(rest: &[u8], n: usize) -> Result<(RawHost, u16), AuthorityError> {
-    match authority_fast(rest, n) {
+    match authority_fast_classified(rest, n, None) {
         Some(fast) => Ok(fast),
         None => authority_raw_slow(&rest[..n]),
     }
 }
 
 /// The usual valid targets, `reg-name:port` and `[IPv6]:port`, without rule-by-rule checks: `None` for
-/// anything else, which only the full parser may judge.
-#[inline]
-pub(super) fn authority_fast(rest: &[u8], n: usize) -> Option<(RawHost, u16)> {
-    authority_fast_classified(rest, n, None)
-}
-
-/// [`authority_fast`] with the byte classes, when the caller has them already.
+/// anything else, which only the full parser may judge. `masks`: the byte classes of `rest[..n]`, when the
+/// caller has them already.
 #[inline]
 pub(super) fn authority_fast_classified(
     rest: &[u8],
@@ -106,7 +101,7 @@ pub(super) fn authority_fast_classified(
 ) -> Option<(RawHost, u16)> {
     let input = &rest[..n];
     let fast = match input {
-        [b'[', inside @ ..] => ipv6_authority(inside),
+        [b'[', ..] => ipv6_and_port(input).and_then(|(addr, port)| Some((RawHost::Ipv6(addr), parse_port(port).ok()?))),
         _ if n > 64 => None,
         _ => name_authority(input, masks.unwrap_or_else(|| super::chars::authority_masks(rest, n))),
     };
@@ -121,13 +116,14 @@ fn authority_raw_slow(input: &[u8]) -> Result<(RawHost, u16), AuthorityError> {
     Ok((host, parse_port(port.ok_or(AuthorityError::MissingPort)?)?))
 }
 
-/// A valid `IPv6]:port` (after the opening bracket); `None` for anything else.
+/// `[IPv6]:port` with a valid address: the address and the port text, not yet checked; `None` for anything else.
 #[inline]
-fn ipv6_authority(inside: &[u8]) -> Option<(RawHost, u16)> {
-    let close = memchr::memchr(b']', inside)?;
-    let addr = parse_ipv6(&inside[..close])?;
-    match &inside[close + 1..] {
-        [b':', port @ ..] => Some((RawHost::Ipv6(addr), parse_port(port).ok()?)),
+fn ipv6_and_port(input: &[u8]) -> Option<(Ipv6Addr, &[u8])> {
+    let [b'[', rest @ ..] = input else { return None };
+    let close = memchr::memchr(b']', rest)?;
+    let addr = parse_ipv6(&rest[..close])?;
+    match &rest[close + 1..] {
+        [b':', port @ ..] => Some((addr, port)),
         _ => None,
     }
 }
@@ -188,10 +184,7 @@ fn split(input: &[u8]) -> Result<(RawHost, Option<&[u8]>), AuthorityError> {
         return Ok((host, port));
     }
     // Fast path for a valid `[IPv6]:digits`.
-    if let [b'[', rest @ ..] = input
-        && let Some(close) = rest.iter().position(|&b| b == b']')
-        && let Some(addr) = parse_ipv6(&rest[..close])
-        && let [b':', port @ ..] = &rest[close + 1..]
+    if let Some((addr, port)) = ipv6_and_port(input)
         && port.iter().all(u8::is_ascii_digit)
     {
         return Ok((RawHost::Ipv6(addr), Some(port)));

@@ -71,7 +71,7 @@ pub fn field_line_scan(line: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// Per-byte classes of a short authority, one bit per byte (bit i is byte i).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AuthorityMasks {
     /// Letters, digits, `-`, `_` and `.`: the bytes of a reg-name this parser accepts.
     pub name: u64,
@@ -121,7 +121,7 @@ mod scalar {
     }
 
     pub fn authority_masks(bytes: &[u8], n: usize) -> super::AuthorityMasks {
-        let mut m = super::AuthorityMasks { name: 0, digit: 0, dot: 0, colon: 0 };
+        let mut m = super::AuthorityMasks::default();
         for (i, &b) in bytes[..n].iter().enumerate() {
             let bit = 1u64 << i;
             if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
@@ -335,7 +335,7 @@ mod scan {
 
     #[inline]
     pub fn authority_masks(bytes: &[u8], n: usize) -> super::AuthorityMasks {
-        let mut m = super::AuthorityMasks { name: 0, digit: 0, dot: 0, colon: 0 };
+        let mut m = super::AuthorityMasks::default();
         let mut at = 0;
         while at < n {
             add_classes(&mut m, &block(bytes, at), at);
@@ -346,7 +346,7 @@ mod scan {
 
     #[inline]
     pub fn target_scan(bytes: &[u8]) -> (usize, Option<super::AuthorityMasks>) {
-        let mut m = super::AuthorityMasks { name: 0, digit: 0, dot: 0, colon: 0 };
+        let mut m = super::AuthorityMasks::default();
         let mut at = 0;
         while at < 64 {
             let blk = block(bytes, at);

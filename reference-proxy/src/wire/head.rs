@@ -245,11 +245,9 @@ impl HeadParser {
             Some(&byte) => return Err(WireError::InvalidTargetByte { byte }),
         }
         let version_start = target_end + 1;
-        // The usual `HTTP/1.1` or `HTTP/1.0` straight to CRLF skips the scan.
-        let (version, version_end) = match b.get(version_start..version_start + 10).map(|v| v.split_at(8)) {
-            Some((v, b"\r\n")) if v == b"HTTP/1.1" => (Version::HTTP_11, version_start + 8),
-            Some((v, b"\r\n")) if v == b"HTTP/1.0" => (Version::HTTP_10, version_start + 8),
-            _ => {
+        let (version, version_end) = match usual_version(b.get(version_start..version_start + 10)) {
+            Some(version) => (version, version_start + 8),
+            None => {
                 let version_end = version_start + visible_prefix(&b[version_start..]);
                 match b.get(version_end) {
                     None => return w.exhausted(),
@@ -302,18 +300,11 @@ impl HeadParser {
             _ => target_scan(&b[8..]),
         };
         let target_end = 8 + target_len;
-        // ` HTTP/1.x` as one word, then the minor version and CRLF.
-        let version = match b.get(target_end..target_end + 11) {
-            Some(&[a, b, c, d, e, f, g, h, minor, b'\r', b'\n'])
-                if u64::from_le_bytes([a, b, c, d, e, f, g, h]) == u64::from_le_bytes(*b" HTTP/1.") =>
-            {
-                match minor {
-                    b'1' => Version::HTTP_11,
-                    b'0' => Version::HTTP_10,
-                    _ => return,
-                }
-            }
-            _ => return,
+        if b.get(target_end) != Some(&b' ') {
+            return;
+        }
+        let Some(version) = usual_version(b.get(target_end + 1..target_end + 11)) else {
+            return;
         };
         if target_end == 8 {
             return;
@@ -562,6 +553,18 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 /// Method and field names were checked to be tchar, the target to be visible ASCII.
 fn ascii(bytes: &[u8]) -> &str {
     super::chars::ascii_str(bytes)
+}
+
+/// `HTTP/1.1` or `HTTP/1.0` straight to CRLF, as the ten bytes `ten` (the usual case, which skips the scan
+/// and [`parse_version`]); `None` for anything else, including fewer bytes.
+#[inline]
+fn usual_version(ten: Option<&[u8]>) -> Option<Version> {
+    let &[a, b, c, d, e, f, g, h, b'\r', b'\n'] = ten? else { return None };
+    match u64::from_le_bytes([a, b, c, d, e, f, g, h]) {
+        w if w == u64::from_le_bytes(*b"HTTP/1.1") => Some(Version::HTTP_11),
+        w if w == u64::from_le_bytes(*b"HTTP/1.0") => Some(Version::HTTP_10),
+        _ => None,
+    }
 }
 
 fn parse_version(v: &[u8]) -> Result<Version, WireError> {
