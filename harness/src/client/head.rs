@@ -9,11 +9,12 @@ use crate::escape;
 /// A parsed status line and header section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ResponseHead {
-    /// The status line as sent, without its line end.
-    pub status_line: String,
     pub version: String,
     pub status: u16,
     pub reason: String,
+    /// The status line has the SP after the status code, which RFC 9112 §4 requires even when the reason
+    /// phrase is empty.
+    pub space_after_status: bool,
     /// Field lines in order, names as sent.
     pub fields: Vec<(String, String)>,
     /// Size of the head in bytes, including the empty line.
@@ -32,12 +33,6 @@ impl ResponseHead {
     /// The body length the head announces: Some(n) for Content-Length, None when close-delimited or chunked.
     pub fn content_length(&self) -> Option<u64> {
         self.field("content-length").and_then(|v| v.trim().parse().ok())
-    }
-
-    /// `HTTP-version SP status-code SP [reason-phrase]` (RFC 9112 §4): the SP after the code is there even
-    /// when the reason phrase is empty. (The version and code were checked when parsing.)
-    pub fn status_line_has_both_spaces(&self) -> bool {
-        self.status_line.splitn(3, ' ').count() == 3
     }
 
     pub fn is_chunked(&self) -> bool {
@@ -75,7 +70,9 @@ pub fn parse_head(bytes: &[u8]) -> Result<ResponseHead, String> {
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
     let code = parts.next().unwrap_or_default();
-    let reason = parts.next().unwrap_or_default();
+    let reason = parts.next();
+    let space_after_status = reason.is_some();
+    let reason = reason.unwrap_or_default();
     let version_ok = version.len() == 8
         && version.starts_with("HTTP/")
         && version.as_bytes()[5].is_ascii_digit()
@@ -99,10 +96,10 @@ pub fn parse_head(bytes: &[u8]) -> Result<ResponseHead, String> {
         fields.push((name.to_string(), value.trim().to_string()));
     }
     Ok(ResponseHead {
-        status_line: status_line.into(),
         version: version.into(),
         status,
         reason: reason.into(),
+        space_after_status,
         fields,
         size: bytes.len(),
     })
@@ -129,10 +126,10 @@ mod tests {
         let end = find_head_end(raw).unwrap();
         let h = parse_head(&raw[..end]).unwrap();
         assert_eq!((h.status, h.content_length()), (502, Some(3)));
-        assert!(h.status_line_has_both_spaces());
+        assert!(h.space_after_status);
         let h = parse_head(b"HTTP/1.1 200\r\n\r\n").unwrap();
         assert_eq!((h.status, h.reason.as_str()), (200, ""));
-        assert!(!h.status_line_has_both_spaces());
+        assert!(!h.space_after_status);
     }
 
     #[test]
