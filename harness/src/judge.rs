@@ -19,6 +19,13 @@ pub enum Verdict {
     Skip,
     /// A SHOULD is not met.
     Warn,
+    /// The scenario ran, but the proxy refused the destination by its access policy (a 403, or the answer the
+    /// preflight showed to be its policy answer), so the requirement was never exercised. Never fails a run.
+    Inconclusive,
+    /// Our setup toward the proxy failed (the TLS handshake to the proxy failed twice, the proxy stopped accepting
+    /// connections): says nothing about the scenario's requirement. Counted apart; `tls/handshake-completes`
+    /// owns the requirement that the proxy completes handshakes.
+    Setup,
     /// A MUST is not met.
     Fail,
     /// The harness or its setup failed; says nothing about the proxy.
@@ -32,6 +39,8 @@ impl Verdict {
             Verdict::Observed => "observed",
             Verdict::Skip => "skip",
             Verdict::Warn => "warn",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Setup => "setup",
             Verdict::Fail => "fail",
             Verdict::Error => "error",
         }
@@ -43,9 +52,11 @@ impl Verdict {
             Verdict::Pass => 0,
             Verdict::Skip => 1,
             Verdict::Observed => 2,
-            Verdict::Warn => 3,
-            Verdict::Fail => 4,
-            Verdict::Error => 5,
+            Verdict::Inconclusive => 3,
+            Verdict::Setup => 4,
+            Verdict::Warn => 5,
+            Verdict::Fail => 6,
+            Verdict::Error => 7,
         }
     }
 }
@@ -67,6 +78,8 @@ pub fn judge(level: Level, steps: &[StepReport]) -> (Verdict, Option<String>) {
             StepResult::Tolerated(OutcomeVerdict::Warn) => Verdict::Warn,
             StepResult::Tolerated(OutcomeVerdict::Observed) => Verdict::Observed,
             StepResult::Mismatch | StepResult::TimedOut => for_level(s.level),
+            StepResult::Inconclusive => Verdict::Inconclusive,
+            StepResult::Setup => Verdict::Setup,
             StepResult::Error => Verdict::Error,
         };
         if v.rank() > worst.0.rank() {
@@ -109,5 +122,12 @@ mod tests {
         let err =
             [step(StepResult::TimedOut, Level::Must), StepReport::new(0, "setup", Level::Must, StepResult::Error, "x")];
         assert_eq!(judge(Level::Must, &err).0, Verdict::Error);
+        // A policy refusal is inconclusive, but a later step's evidence (an origin that was dialled) still fails.
+        let refused = [step(StepResult::Inconclusive, Level::Must)];
+        assert_eq!(judge(Level::Must, &refused).0, Verdict::Inconclusive);
+        let dialled = [step(StepResult::Inconclusive, Level::Must), step(StepResult::Mismatch, Level::Must)];
+        assert_eq!(judge(Level::Must, &dialled).0, Verdict::Fail);
+        let setup = [StepReport::new(0, "proxy_tls", Level::Must, StepResult::Setup, "x")];
+        assert_eq!(judge(Level::Must, &setup).0, Verdict::Setup);
     }
 }

@@ -17,6 +17,7 @@ pub mod judge;
 pub mod matrix;
 pub mod origin;
 pub mod policy;
+pub mod preflight;
 pub mod proxy_log;
 pub mod report;
 pub mod runner;

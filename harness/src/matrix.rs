@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::Value;
 
-const ORDER: [&str; 6] = ["pass", "fail", "warn", "observed", "skip", "error"];
+const ORDER: [&str; 8] = ["pass", "fail", "warn", "observed", "inconclusive", "setup", "skip", "error"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MatrixError {
@@ -41,7 +41,10 @@ fn split_name(path: &Path) -> Option<(String, String, String)> {
     let stem = path.file_name()?.to_str()?.strip_suffix(".json")?;
     let (rest, transport) = stem.rsplit_once('-')?;
     let (proxy, version) = rest.split_once('-')?;
-    let proxy_ok = !proxy.is_empty() && proxy.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    // A configuration of a proxy is named with a dot: `squid.default`, `apache2.iponly`.
+    let proxy_ok = !proxy.is_empty()
+        && !proxy.starts_with('.')
+        && proxy.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.');
     let version_ok = version.starts_with(|c: char| c.is_ascii_digit())
         && version.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+~".contains(&b));
     (proxy_ok && version_ok && matches!(transport, "plain" | "tls"))
@@ -84,9 +87,11 @@ fn cell(r: &Value) -> String {
         "fail" => "**FAIL**".to_string(),
         "warn" => "*warn*".to_string(),
         "error" => "ERROR".to_string(),
+        "inconclusive" => "_inconclusive_".to_string(),
+        "setup" => "SETUP".to_string(),
         other => other.to_string(),
     };
-    if matches!(v, "fail" | "warn" | "observed")
+    if matches!(v, "fail" | "warn" | "observed" | "inconclusive")
         && let Some(status) = r["observed"]["head"]["status"].as_u64()
     {
         let _ = write!(c, " {status}");
@@ -144,6 +149,8 @@ pub fn render(paths: &[PathBuf]) -> Result<String, MatrixError> {
     w("");
     w("Cells: `pass`; **FAIL** (a MUST not met); *warn* (a SHOULD not met); `observed` (recorded, not judged);");
     w("after a fail, warn or observed verdict, the status code of the proxy's last response;");
+    w("_inconclusive_ (the proxy refused the destination by its policy, so the requirement was not exercised);");
+    w("SETUP (our TLS handshake or connection to the proxy failed twice: not the scenario's requirement);");
     w("`skip` (not applicable, e.g. needs credentials); `–` the scenario does not exist on that transport.");
     w("A dagger (†) marks a known deviation listed in the proxy's expectations file; ‡ an unexpected pass.");
     w("");
@@ -210,6 +217,7 @@ mod tests {
         let s = |n: &str| split_name(Path::new(n));
         assert_eq!(s("squid-5.7-tls.json"), Some(("squid".into(), "5.7".into(), "tls".into())));
         assert_eq!(s("apache2-2.4.71-plain.json"), Some(("apache2".into(), "2.4.71".into(), "plain".into())));
+        assert_eq!(s("squid.default-5.7-plain.json"), Some(("squid.default".into(), "5.7".into(), "plain".into())));
         for bad in ["squid-5.7-quic.json", "squid-tls.json", "squid-5.7-tls.xml", "Squid-5.7-tls.json", "x-v1-tls.json"]
         {
             assert_eq!(s(bad), None, "{bad}");

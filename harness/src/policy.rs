@@ -21,12 +21,34 @@ pub struct DeclaredPolicy {
     /// Addresses, judged like the reference proxy's policy: public addresses allowed, loopback, private and
     /// link-local closed unless allowed, unspecified, broadcast and multicast always closed.
     pub addresses: Option<DestinationPolicy>,
+    /// Whether destinations given as names are allowed (None: not declared; the `--policy-*` flags say
+    /// nothing about names, so a refused name stays `inconclusive`).
+    pub names: Option<bool>,
 }
 
 impl DeclaredPolicy {
     /// The policy of a reference proxy configuration (the embedded proxy declares its own).
     pub fn of(policy: &DestinationPolicy) -> Self {
-        DeclaredPolicy { ports: Some(policy.ports.clone()), addresses: Some(policy.clone()) }
+        DeclaredPolicy {
+            ports: Some(policy.ports.clone()),
+            addresses: Some(policy.clone()),
+            names: Some(!policy.ip_literals_only),
+        }
+    }
+
+    /// Whether the declaration allows a CONNECT to this destination; None when it does not say. A name is
+    /// taken to resolve to an allowed address (the harness's names are its own origins).
+    pub fn allows_destination(&self, dest: &crate::preflight::Destination) -> Option<bool> {
+        use crate::preflight::DestHost;
+        let port = dest.port.and_then(|p| u16::try_from(p).ok());
+        match &dest.host {
+            DestHost::Ip(ip) => self.allows(port, Some(*ip)),
+            DestHost::Name(_) => match self.names? {
+                false => Some(false),
+                true if port.is_some() && self.ports.is_some() => self.allows(port, None),
+                true => Some(true),
+            },
+        }
     }
 
     /// Whether the declaration allows the probed destination; `None` when it says nothing about it.
@@ -100,6 +122,7 @@ pub fn apply(loaded: &Arc<Loaded>, declared: Option<&DeclaredPolicy>) -> Arc<Loa
             if_rejected: false,
             timeout_ms: None,
             level: None,
+            evidence: None,
         }));
     }
     let verdict = if allowed { "allows" } else { "denies" };
@@ -121,9 +144,16 @@ mod tests {
         assert_eq!(d.allows(Some(25), None), Some(true));
         assert_eq!(d.allows(None, Some("0.0.0.0".parse().unwrap())), Some(false));
         assert_eq!(d.allows(None, Some("127.0.0.1".parse().unwrap())), Some(true));
-        let ports_only = DeclaredPolicy { ports: Some("443".parse().unwrap()), addresses: None };
+        let ports_only = DeclaredPolicy { ports: Some("443".parse().unwrap()), addresses: None, names: None };
         assert_eq!(ports_only.allows(Some(25), None), Some(false));
         assert_eq!(ports_only.allows(None, Some("127.0.0.1".parse().unwrap())), None);
         assert_eq!(DeclaredPolicy::default().allows(Some(443), None), None);
+        let dest = |t: &str| crate::preflight::Destination::parse(t.as_bytes()).unwrap();
+        assert_eq!(d.allows_destination(&dest("localhost:80")), Some(true));
+        assert_eq!(d.allows_destination(&dest("127.0.0.1:80")), Some(true));
+        assert_eq!(ports_only.allows_destination(&dest("localhost:443")), None);
+        let mut names_off = DestinationPolicy::loopback_any_port();
+        names_off.ip_literals_only = true;
+        assert_eq!(DeclaredPolicy::of(&names_off).allows_destination(&dest("localhost:80")), Some(false));
     }
 }

@@ -25,7 +25,7 @@ use crate::{
 pub enum Event {
     Started { total: usize, metadata: Box<Metadata> },
     Finished(Box<ScenarioResult>),
-    Done { metadata: Box<Metadata>, summary: Summary },
+    Done { metadata: Box<Metadata>, summary: Summary, findings: Vec<crate::report::findings::Finding> },
 }
 
 /// Everything a run needs.
@@ -41,7 +41,8 @@ pub struct RunSpec {
 }
 
 /// Why an item cannot run here, if it cannot.
-fn skip_reason(loaded: &Loaded, transport: Transport, spec: &RunSpec, ipv6: bool) -> Option<String> {
+fn skip_reason(loaded: &Loaded, transport: Transport, spec: &RunSpec, pool: &Pool) -> Option<String> {
+    let ipv6 = pool.ipv6();
     if !spec.endpoints.iter().any(|e| e.transport == transport) {
         return Some(format!("the proxy under test has no {} transport", transport.as_str()));
     }
@@ -52,7 +53,7 @@ fn skip_reason(loaded: &Loaded, transport: Transport, spec: &RunSpec, ipv6: bool
     if (s.needs.contains(&Needs::Ipv6) || uses_v6(loaded)) && !ipv6 {
         return Some("needs an IPv6 loopback address for the origins".into());
     }
-    None
+    pool.localhost_unavailable(&loaded.localhost_origins())
 }
 
 fn uses_v6(loaded: &Loaded) -> bool {
@@ -104,6 +105,7 @@ fn base_result(loaded: &Loaded, transport: Transport) -> ScenarioResult {
         tls: None,
         transcript: None,
         duration_ms: 0,
+        started_ms: 0,
         deviation: None,
         proxy_log: Vec::new(),
         source: format!("{}:{}", loaded.file, loaded.line),
@@ -125,10 +127,115 @@ fn overall_deadline(loaded: &Loaded, step: Duration) -> Duration {
     step * (loaded.scenario.steps.len() as u32 + 3) + Duration::from_millis(bulk) + Duration::from_secs(5)
 }
 
+/// The scenario that owns the requirement that the proxy completes TLS handshakes: it runs after every other
+/// scenario and fails when any of their handshakes failed twice (those are `setup` results of their own).
+pub const HANDSHAKE_OWNER: &str = "tls/handshake-completes";
+
+/// Runs one scenario on one transport and judges it; `t0` is the run's start.
+async fn run_one(
+    loaded: Arc<Loaded>,
+    transport: Transport,
+    spec: Arc<RunSpec>,
+    pool: Arc<Pool>,
+    t0: Instant,
+) -> ScenarioResult {
+    let loaded = crate::policy::apply(&loaded, spec.settings.policy.as_deref());
+    let mut result = base_result(&loaded, transport);
+    if let Some(reason) = skip_reason(&loaded, transport, &spec, &pool) {
+        result.reason = Some(reason);
+    } else {
+        let ep = spec.endpoints.iter().find(|e| e.transport == transport).expect("checked in skip_reason");
+        // Leased before the clock starts: waiting for a set (one on 127.0.0.1, say) is not the scenario's time.
+        let origins = pool.lease_with(&loaded.origins(), &loaded.localhost_origins()).await;
+        let t = Instant::now();
+        result.started_ms = t.duration_since(t0).as_millis() as u64;
+        let logs = &spec.settings.proxy_logs;
+        let marks = (!logs.is_empty()).then(|| logs.mark());
+        let limit = overall_deadline(&loaded, spec.settings.step_timeout);
+        let executed = match &origins {
+            Ok(o) => tokio::time::timeout(limit, exec::execute_with(&loaded, ep, &spec.settings, o)).await,
+            Err(e) => Ok(exec::Execution {
+                steps: vec![exec::report::StepReport::new(
+                    0,
+                    "origins",
+                    loaded.scenario.level,
+                    StepResult::Error,
+                    e.to_string(),
+                )],
+                transcript: crate::client::transcript::Transcript::empty(),
+                origins: Vec::new(),
+                observed: None,
+                tls: None,
+            }),
+        };
+        match executed {
+            Ok(ex) => {
+                let (verdict, reason) = judge(loaded.scenario.level, &ex.steps);
+                result.verdict = verdict;
+                result.reason = reason;
+                result.steps = ex.steps;
+                result.origins = ex.origins;
+                result.observed = ex.observed;
+                result.tls = ex.tls;
+                result.transcript = Some(ex.transcript);
+            }
+            Err(_) => {
+                result.verdict = Verdict::Error;
+                result.reason = Some(format!("the scenario exceeded its overall deadline of {limit:?}"));
+                result.steps = vec![exec::report::StepReport::new(
+                    0,
+                    "scenario",
+                    loaded.scenario.level,
+                    StepResult::Error,
+                    "overall deadline exceeded",
+                )];
+            }
+        }
+        result.duration_ms = t.elapsed().as_millis() as u64;
+        if let Some(marks) = marks {
+            tokio::time::sleep(crate::proxy_log::SETTLE).await;
+            result.proxy_log = logs.since(&marks);
+        }
+    }
+    result.verdict = match result.verdict {
+        Verdict::Skip if result.reason.is_none() => Verdict::Error,
+        v => v,
+    };
+    result
+}
+
+/// The owner scenario's verdict, given the setup failures of the run: a passing owner fails when other
+/// scenarios' handshakes failed twice.
+fn judge_owner(owner: &mut ScenarioResult, others: &[ScenarioResult]) {
+    let failed: Vec<&ScenarioResult> = others
+        .iter()
+        .filter(|r| r.transport == owner.transport && r.verdict == Verdict::Setup)
+        .filter(|r| r.steps.first().is_some_and(|s| s.kind == "proxy_tls"))
+        .collect();
+    if failed.is_empty() || !matches!(owner.verdict, Verdict::Pass | Verdict::Observed) {
+        return;
+    }
+    let first = failed.iter().map(|r| r.started_ms).min().unwrap_or(0);
+    owner.verdict = Verdict::Fail;
+    owner.reason = Some(format!(
+        "{} TLS handshake(s) of other scenarios did not complete, twice each (first at +{:.1}s, e.g. {}): the proxy \
+         neither completed them nor aborted them with an alert (see the report's findings)",
+        failed.len(),
+        first as f64 / 1000.0,
+        failed.iter().take(3).map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
+    ));
+}
+
 /// Runs every item; returns results sorted by id then transport. Events go to `tx` as items finish.
 pub async fn run(spec: RunSpec, pool: Arc<Pool>, tx: mpsc::UnboundedSender<Event>) -> (Vec<ScenarioResult>, Metadata) {
+    let mut spec = spec;
     let started_at = SystemTime::now();
     let t0 = Instant::now();
+    if spec.settings.preflight.is_none() {
+        let pre =
+            crate::preflight::run(&spec.endpoints, &spec.settings, &pool, spec.settings.origin_ports.as_ref()).await;
+        spec.settings.preflight = Some(Arc::new(pre));
+    }
     let jobs = spec.jobs.max(1).min(pool.capacity().unwrap_or(usize::MAX));
     let mut transports: Vec<Transport> = spec.endpoints.iter().map(|e| e.transport).collect();
     transports.sort();
@@ -142,10 +249,12 @@ pub async fn run(spec: RunSpec, pool: Arc<Pool>, tx: mpsc::UnboundedSender<Event
         jobs,
         step_timeout_ms: spec.settings.step_timeout.as_millis() as u64,
         fail_on: spec.fail_on,
+        preflight: spec.settings.preflight.as_ref().map(|p| p.probes.clone()).unwrap_or_default(),
     };
     let items: Vec<(Arc<Loaded>, Transport)> =
         spec.scenarios.iter().flat_map(|l| l.scenario.transports.iter().map(move |t| (l.clone(), *t))).collect();
     let _ = tx.send(Event::Started { total: items.len(), metadata: Box::new(metadata.clone()) });
+    let (owners, items): (Vec<_>, Vec<_>) = items.into_iter().partition(|(l, _)| l.scenario.id == HANDSHAKE_OWNER);
 
     let sem = Arc::new(Semaphore::new(jobs));
     let spec = Arc::new(spec);
@@ -153,50 +262,8 @@ pub async fn run(spec: RunSpec, pool: Arc<Pool>, tx: mpsc::UnboundedSender<Event
     for (loaded, transport) in items {
         let (sem, spec, pool, tx) = (sem.clone(), spec.clone(), pool.clone(), tx.clone());
         set.spawn(async move {
-            let loaded = crate::policy::apply(&loaded, spec.settings.policy.as_deref());
-            let mut result = base_result(&loaded, transport);
-            if let Some(reason) = skip_reason(&loaded, transport, &spec, pool.ipv6()) {
-                result.reason = Some(reason);
-            } else {
-                let _permit = sem.acquire_owned().await.expect("semaphore never closes");
-                let ep = spec.endpoints.iter().find(|e| e.transport == transport).expect("checked in skip_reason");
-                let t = Instant::now();
-                let logs = &spec.settings.proxy_logs;
-                let marks = (!logs.is_empty()).then(|| logs.mark());
-                let limit = overall_deadline(&loaded, spec.settings.step_timeout);
-                match tokio::time::timeout(limit, exec::execute(&loaded, ep, &spec.settings, &pool)).await {
-                    Ok(ex) => {
-                        let (verdict, reason) = judge(loaded.scenario.level, &ex.steps);
-                        result.verdict = verdict;
-                        result.reason = reason;
-                        result.steps = ex.steps;
-                        result.origins = ex.origins;
-                        result.observed = ex.observed;
-                        result.tls = ex.tls;
-                        result.transcript = Some(ex.transcript);
-                    }
-                    Err(_) => {
-                        result.verdict = Verdict::Error;
-                        result.reason = Some(format!("the scenario exceeded its overall deadline of {limit:?}"));
-                        result.steps = vec![exec::report::StepReport::new(
-                            0,
-                            "scenario",
-                            loaded.scenario.level,
-                            StepResult::Error,
-                            "overall deadline exceeded",
-                        )];
-                    }
-                }
-                result.duration_ms = t.elapsed().as_millis() as u64;
-                if let Some(marks) = marks {
-                    tokio::time::sleep(crate::proxy_log::SETTLE).await;
-                    result.proxy_log = logs.since(&marks);
-                }
-            }
-            result.verdict = match result.verdict {
-                Verdict::Skip if result.reason.is_none() => Verdict::Error,
-                v => v,
-            };
+            let _permit = sem.acquire_owned().await.expect("semaphore never closes");
+            let mut result = run_one(loaded, transport, spec.clone(), pool, t0).await;
             spec.deviations.apply(&mut result);
             let _ = tx.send(Event::Finished(Box::new(result.clone())));
             result
@@ -209,10 +276,18 @@ pub async fn run(spec: RunSpec, pool: Arc<Pool>, tx: mpsc::UnboundedSender<Event
             Err(e) => tracing::error!("scenario task failed: {e}"),
         }
     }
+    for (loaded, transport) in owners {
+        let mut result = run_one(loaded, transport, spec.clone(), pool.clone(), t0).await;
+        judge_owner(&mut result, &results);
+        spec.deviations.apply(&mut result);
+        let _ = tx.send(Event::Finished(Box::new(result.clone())));
+        results.push(result);
+    }
     results.sort_by(|a, b| (&a.id, a.transport).cmp(&(&b.id, b.transport)));
     metadata.duration_ms = t0.elapsed().as_millis() as u64;
     let summary = Summary::from_results(&results);
-    let _ = tx.send(Event::Done { metadata: Box::new(metadata.clone()), summary });
+    let findings = crate::report::findings::unresponsive(&results);
+    let _ = tx.send(Event::Done { metadata: Box::new(metadata.clone()), summary, findings });
     (results, metadata)
 }
 

@@ -61,6 +61,9 @@ pub struct Args {
     /// Network to deny; deny wins over allow (repeatable).
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
     pub deny_net: Vec<IpNet>,
+    /// Tunnel only to IP literals: a CONNECT to a name gets 403 (the proxy never resolves for clients).
+    #[arg(long)]
+    pub ip_literals_only: bool,
     /// Require Basic proxy authentication with this user:password (repeatable).
     #[arg(long, value_name = "USER:PASS")]
     pub auth: Vec<String>,
@@ -124,6 +127,7 @@ pub struct FileConfig {
     pub allow_ports: Option<String>,
     pub allow_net: Option<Vec<String>>,
     pub deny_net: Option<Vec<String>>,
+    pub ip_literals_only: Option<bool>,
     pub auth: Option<Vec<String>>,
     pub auth_file: Option<PathBuf>,
     pub auth_realm: Option<String>,
@@ -276,6 +280,7 @@ impl Args {
         } else {
             self.deny_net
         };
+        config.policy.ip_literals_only = self.ip_literals_only || file.ip_literals_only.unwrap_or(false);
 
         let users = pick_vec(self.auth, file.auth);
         let auth_file = pick(self.auth_file, file.auth_file);

@@ -348,6 +348,9 @@ async fn connect_request(
     if enforce && let Err(denial) = config.policy.check_port(port) {
         return Err(Some(ErrorResponse::new(403, ErrorType::HttpRequestDenied, denial.to_string())));
     }
+    if enforce && config.policy.ip_literals_only && matches!(host, OwnedHost::Name(_)) {
+        return Err(Some(ErrorResponse::new(403, ErrorType::DestinationIpProhibited, Denial::Name.to_string())));
+    }
     let early_200 = config.has_fault(F::RespondBeforeConnect);
     if early_200 {
         write_response(client, &success_bytes(config), config).await;

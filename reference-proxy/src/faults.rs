@@ -39,6 +39,9 @@ pub enum Fault {
     IgnorePolicy,
     /// Read the port like C `atoi` into 16 bits: sign and trailing junk ignored, 65536 wraps to 0, 0 means 443.
     LaxPort,
+    /// Read the port into 32 bits with wrap-around, then check the 16-bit range: `N + 2^32` becomes `N` (a
+    /// proxy that validates after an overflowing parse).
+    PortWraps32,
     /// Strip `userinfo@` from the CONNECT target and connect (tinyproxy's `strip_username_password`).
     StripUserinfo,
     /// Take the authority out of an absolute-form target (`http://host:port/`), with the scheme's port.
@@ -113,13 +116,16 @@ pub enum Fault {
     LoseLastClientBytes,
     /// Allow tunnels only to ports 443 and 563, whatever the configuration says (the Squid/ATS default lists, hard-coded).
     SslPortsOnly,
+    /// On the TLS listener, read the ClientHello and never answer (a stalled handshake, neither completed nor
+    /// aborted with an alert).
+    StallTlsHandshake,
     /// Send the 2xx status line without a reason phrase and without the SP before it (`HTTP/1.1 200`): RFC 9112
     /// §4 requires the space even when the reason is absent.
     NoSpaceAfterStatus,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 54] = [
+    pub const ALL: [Fault; 56] = [
         Fault::SniMustMatchTarget,
         Fault::ContentLengthIn2xx,
         Fault::TransferEncodingIn2xx,
@@ -136,6 +142,7 @@ impl Fault {
         Fault::HalfCloseClosesBoth,
         Fault::IgnorePolicy,
         Fault::LaxPort,
+        Fault::PortWraps32,
         Fault::StripUserinfo,
         Fault::AcceptAbsoluteForm,
         Fault::OriginFormRoutesByHost,
@@ -174,6 +181,7 @@ impl Fault {
         Fault::LoseLastClientBytes,
         Fault::SslPortsOnly,
         Fault::NoSpaceAfterStatus,
+        Fault::StallTlsHandshake,
     ];
 
     /// The kebab-case name used on the command line and in TOML.
@@ -195,6 +203,8 @@ impl Fault {
             Fault::HalfCloseClosesBoth => "half-close-closes-both",
             Fault::IgnorePolicy => "ignore-policy",
             Fault::LaxPort => "lax-port",
+            Fault::StallTlsHandshake => "stall-tls-handshake",
+            Fault::PortWraps32 => "port-wraps-32",
             Fault::StripUserinfo => "strip-userinfo",
             Fault::AcceptAbsoluteForm => "accept-absolute-form",
             Fault::OriginFormRoutesByHost => "origin-form-routes-by-host",
@@ -261,12 +271,22 @@ impl FromStr for Fault {
 /// Whether an enabled fault relaxes the parser for this error (the head is then read to its end and rewritten
 /// by [`relax_head`]).
 pub(crate) fn relaxes(faults: &[Fault], err: &crate::wire::WireError) -> bool {
+    if wraps_32(faults, err) {
+        return true;
+    }
     if matches!(err, crate::wire::WireError::AuthorityFormWithoutConnect)
         && faults.contains(&Fault::MethodCaseInsensitive)
     {
         return true;
     }
     relaxing_fault(err).is_some_and(|f| faults.contains(&f))
+}
+
+#[cfg(feature = "faults")]
+/// `port-wraps-32` applies to a port above 65535 (read into 32 bits, it may wrap into range).
+fn wraps_32(faults: &[Fault], err: &crate::wire::WireError) -> bool {
+    use crate::wire::{AuthorityError as A, WireError as W};
+    faults.contains(&Fault::PortWraps32) && matches!(err, W::Authority(A::PortOutOfRange))
 }
 
 #[cfg(feature = "faults")]
@@ -306,6 +326,22 @@ pub(crate) fn relax_head(faults: &[Fault], head: &[u8], err: &crate::wire::WireE
     use crate::wire::WireError as W;
     if matches!(err, W::AuthorityFormWithoutConnect) {
         return relax_method(faults, head);
+    }
+    if wraps_32(faults, err) {
+        let text = std::str::from_utf8(head).ok()?;
+        let (request_line, rest) = text.split_once("\r\n")?;
+        let mut parts = request_line.splitn(3, ' ');
+        let (m, t, v) = (parts.next()?, parts.next()?, parts.next()?);
+        let (host, port) = split_port(t)?;
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let wrapped = port.bytes().fold(0u32, |n, b| n.wrapping_mul(10).wrapping_add(u32::from(b - b'0')));
+        let wrapped = u16::try_from(wrapped).ok().filter(|p| *p != 0)?;
+        // A Host that repeats the target is read the same way.
+        let fixed = format!("{host}:{wrapped}");
+        let rest = rest.replace(&format!(": {t}\r\n"), &format!(": {fixed}\r\n"));
+        return Some(format!("{m} {fixed} {v}\r\n{rest}").into_bytes());
     }
     let fault = relaxing_fault(err).filter(|f| faults.contains(f))?;
     if fault == Fault::BareCrEndsLine {
@@ -526,6 +562,18 @@ mod tests {
         let dup = "CONNECT o.test:1 HTTP/1.1\r\nHost: o.test:1\r\nHost: x.test:2\r\n\r\n";
         assert_eq!(relaxed(Fault::AcceptDuplicateHost, dup).as_deref(), Some("o.test:1"));
         assert_eq!(relaxed(Fault::AcceptMissingPort, dup), None);
+    }
+
+    #[test]
+    fn port_wraps_32_reads_the_port_into_32_bits() {
+        let big = "CONNECT o.test:4294967739 HTTP/1.1\r\nHost: o.test:4294967739\r\n\r\n";
+        assert_eq!(relaxed(Fault::PortWraps32, big).as_deref(), Some("o.test:443"));
+        // Above 65535 without wrapping in 32 bits: still refused.
+        let err = parse(b"CONNECT o.test:65979 HTTP/1.1\r\nHost: o.test\r\n\r\n").unwrap_err();
+        assert_eq!(
+            relax_head(&[Fault::PortWraps32], b"CONNECT o.test:65979 HTTP/1.1\r\nHost: o.test\r\n\r\n", &err),
+            None
+        );
     }
 
     #[test]

@@ -170,6 +170,9 @@ pub enum Denial {
     Forbidden(IpAddr, &'static str),
     #[error("{0} is in a denied network")]
     Denied(IpAddr),
+    /// The destination is a name and the policy allows IP literals only.
+    #[error("destination names are not allowed (this proxy tunnels to IP literals only)")]
+    Name,
     /// Loopback, private and similar ranges, closed unless an allowed network covers them.
     #[error("{0} is a {1} address, not allowed by the configuration")]
     NotAllowed(IpAddr, &'static str),
@@ -183,6 +186,9 @@ pub struct DestinationPolicy {
     pub allow: Vec<IpNet>,
     /// Networks closed even though they would be allowed; deny wins over allow.
     pub deny: Vec<IpNet>,
+    /// Refuse destinations given as names: only IP literals may be tunnelled to (a common operator policy; it
+    /// keeps the proxy from resolving names on a client's behalf).
+    pub ip_literals_only: bool,
 }
 
 impl DestinationPolicy {
@@ -195,6 +201,7 @@ impl DestinationPolicy {
                 IpNet::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 128).expect("valid prefix"),
             ],
             deny: Vec::new(),
+            ip_literals_only: false,
         }
     }
 

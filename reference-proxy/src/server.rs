@@ -250,6 +250,19 @@ impl Connection {
         let work = async {
             let client = match &self.acceptor {
                 None => ClientStream::Plain(tcp),
+                // Fault: read the ClientHello and never answer, like a TLS listener that stalls.
+                Some(_) if self.shared.config.has_fault(crate::config::FaultKind::StallTlsHandshake) => {
+                    let mut tcp = tcp;
+                    let mut buf = [0u8; 4096];
+                    while let Ok(Ok(n)) = timeout_at(deadline, tokio::io::AsyncReadExt::read(&mut tcp, &mut buf)).await
+                    {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    log.reason = "tls-handshake-stalled (fault)".into();
+                    return;
+                }
                 Some(acceptor) => match timeout_at(deadline, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
                         log.sni = tls.get_ref().1.server_name().map(str::to_owned);

@@ -142,9 +142,17 @@ pub struct RunArgs {
     /// Known deviations of this proxy (TOML: `[[deviation]]` tables with `id` = GLOB and `reason`).
     #[arg(long, value_name = "FILE")]
     pub expect: Option<PathBuf>,
-    /// Ports the origins may listen on, e.g. 20000-20019 (so a proxy's port ACL can allow them).
-    #[arg(long, value_name = "FIRST-LAST", value_parser = parse_port_range)]
+    /// Ports the origins may listen on, e.g. 20000-20019 (so a proxy's port ACL can allow them), or one port
+    /// such as 443: with fewer ports than an origin set needs (8), each origin gets its own loopback address
+    /// (127.0.0.1, 127.0.0.2, ...) on those ports, so a proxy that allows CONNECT only to 443 is tested with
+    /// its policy untouched (ports below 1024 need root).
+    #[arg(long, value_name = "FIRST-LAST|PORT", value_parser = parse_port_range)]
     pub origin_ports: Option<std::ops::RangeInclusive<u16>>,
+    /// A local address for the origins instead of 127.0.0.1 (repeatable), e.g. an address of another interface
+    /// when the proxy's policy refuses loopback destinations or the proxy runs elsewhere. Scenarios that reach
+    /// the origins by `localhost` or a loopback literal then need 127.0.0.1 among these, else they are skipped.
+    #[arg(long, value_name = "ADDR")]
+    pub origin_addr: Vec<std::net::IpAddr>,
     /// Declared policy: the ports the proxy allows tunnels to, e.g. 443,20000-20031. With it, the `policy/port-*`
     /// scenarios are judged against this list instead of only recorded.
     #[arg(long, value_name = "LIST", value_parser = parse_port_set)]
@@ -193,21 +201,39 @@ fn declared_policy(args: &RunArgs) -> Option<Arc<crate::policy::DeclaredPolicy>>
         ports: PortSet::all(),
         allow: args.policy_allow.clone(),
         deny: args.policy_deny.clone(),
+        ip_literals_only: false,
     });
     if args.policy_ports.is_none() && addresses.is_none() {
         return None;
     }
-    Some(Arc::new(crate::policy::DeclaredPolicy { ports: args.policy_ports.clone(), addresses }))
+    Some(Arc::new(crate::policy::DeclaredPolicy { ports: args.policy_ports.clone(), addresses, names: None }))
 }
 
 fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
-    let (a, b) = s.split_once('-').ok_or_else(|| format!("{s:?}: expected FIRST-LAST, e.g. 20000-20019"))?;
+    let (a, b) = match s.split_once('-') {
+        Some(pair) => pair,
+        None if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => (s, s),
+        None => return Err(format!("{s:?}: expected FIRST-LAST, e.g. 20000-20019, or one port such as 443")),
+    };
     let a: u16 = a.trim().parse().map_err(|_| format!("{a:?} is not a port"))?;
     let b: u16 = b.trim().parse().map_err(|_| format!("{b:?} is not a port"))?;
     if a == 0 || a > b {
         return Err(format!("{s:?}: need 1 <= FIRST <= LAST"));
     }
     Ok(a..=b)
+}
+
+/// An origin setup error, with what to do about the usual causes.
+fn origin_setup_hint(e: crate::origin::OriginError) -> String {
+    let mut m = e.to_string();
+    if let crate::origin::OriginError::Bind { addr, source, .. } = &e {
+        if source.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 {
+            m.push_str(" (ports below 1024 need root, or CAP_NET_BIND_SERVICE)");
+        } else if source.kind() == std::io::ErrorKind::AddrNotAvailable {
+            m.push_str(" (--origin-addr must be an address of this machine)");
+        }
+    }
+    m
 }
 
 /// A failure of the command itself, with the exit code it maps to.
@@ -314,7 +340,13 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
             std::fs::write(p, b"").map_err(|e| usage(format!("{flag} {}: {e}", p.display())))?;
         }
     }
-    let pool = Pool::new(args.origin_ports.clone()).await.map_err(|e| cannot_run(e.to_string()))?;
+    let placement = crate::origin::Placement {
+        ports: args.origin_ports.clone(),
+        addrs: args.origin_addr.clone(),
+        // At least 8 sets, so that with few jobs a set can rest (QUARANTINE) while others are in use.
+        sets: (args.jobs as usize).max(8),
+    };
+    let pool = Pool::with(placement).await.map_err(|e| cannot_run(origin_setup_hint(e)))?;
     let (put, endpoints, label) = match &args.proxy {
         None => {
             let (p, e) = embedded_proxy(args.proxy_user.as_deref()).await?;
@@ -343,21 +375,36 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
     if let Some(p) = &args.junit {
         reporters.push(Box::new(JunitReporter::new(p.clone())));
     }
-    let spec = RunSpec {
-        scenarios,
-        endpoints,
-        settings: Settings {
-            step_timeout: args.timeout,
-            proxy_user: args.proxy_user.clone(),
-            proxy_logs: crate::proxy_log::ProxyLogs::new(args.proxy_log.clone(), args.jobs > 1),
-            policy: declared_policy(args),
-            ..Settings::default()
-        },
-        jobs: args.jobs as usize,
-        deviations,
-        target_label: label,
-        fail_on,
+    let mut settings = Settings {
+        step_timeout: args.timeout,
+        proxy_user: args.proxy_user.clone(),
+        proxy_logs: crate::proxy_log::ProxyLogs::new(args.proxy_log.clone(), args.jobs > 1),
+        policy: declared_policy(args),
+        origin_ports: args.origin_ports.clone(),
+        ..Settings::default()
     };
+    // The preflight: what the proxy's policy allows; stop here when even the IPv4 tunnel is refused.
+    let pre = crate::preflight::run(&endpoints, &settings, &pool, args.origin_ports.as_ref()).await;
+    if let Some(message) = pre.blocked() {
+        if let ProxyUnderTest::Embedded(p) = put {
+            let _ = tokio::time::timeout(Duration::from_secs(5), p.shutdown()).await;
+        }
+        let mut m = message;
+        for p in &pre.probes {
+            m.push_str(&format!(
+                "  preflight {} CONNECT {} ({}): {:?} {}\n",
+                p.transport.as_str(),
+                p.target,
+                p.kind.as_str(),
+                p.answer,
+                p.detail
+            ));
+        }
+        return Err(cannot_run(m.trim_end().to_string()));
+    }
+    settings.preflight = Some(Arc::new(pre));
+    let spec =
+        RunSpec { scenarios, endpoints, settings, jobs: args.jobs as usize, deviations, target_label: label, fail_on };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let consumer = tokio::task::spawn_blocking(move || {
         let mut first_error = None;
@@ -422,6 +469,7 @@ mod tests {
         assert_eq!(parse_port_range("20000-20019").unwrap(), 20000..=20019);
         assert!(parse_port_range("20019-20000").is_err());
         assert!(parse_port_range("x-1").is_err());
+        assert_eq!(parse_port_range("443").unwrap(), 443..=443);
         assert!(parse_secs("0").is_err());
         assert_eq!(parse_secs("0.5").unwrap(), Duration::from_millis(500));
     }

@@ -55,6 +55,17 @@ pub async fn connect_tcp(addr: SocketAddr, deadline: Instant) -> Result<TcpStrea
     }
 }
 
+/// Why a TLS handshake did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsError {
+    #[error("TLS handshake timed out")]
+    TimedOut,
+    #[error("TLS handshake failed: {0}")]
+    Failed(String),
+    #[error("{0} unexpected bytes arrived before the TLS handshake")]
+    BytesBefore(usize),
+}
+
 /// One read attempt.
 #[derive(Debug)]
 pub enum ReadEvent {
@@ -105,15 +116,15 @@ impl Conn {
         config: Arc<rustls::ClientConfig>,
         name: ServerName<'static>,
         deadline: Instant,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, TlsError> {
         if !self.buf.is_empty() {
-            return Err(format!("{} unexpected bytes arrived before the TLS handshake", self.buf.len()));
+            return Err(TlsError::BytesBefore(self.buf.len()));
         }
         let connector = tokio_rustls::TlsConnector::from(config);
         let inner = std::mem::replace(&mut self.io, Box::new(tokio::io::empty()));
         match timeout_at(deadline, connector.connect(name, inner)).await {
-            Err(_) => Err("TLS handshake timed out".into()),
-            Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+            Err(_) => Err(TlsError::TimedOut),
+            Ok(Err(e)) => Err(TlsError::Failed(e.to_string())),
             Ok(Ok(tls)) => {
                 let (_, conn) = tls.get_ref();
                 let alpn = conn.alpn_protocol().map(|a| String::from_utf8_lossy(a).into_owned());

@@ -1,6 +1,8 @@
 //! Runs one scenario over one transport: leases origins, connects to the proxy, executes the steps with
 //! deadlines, and collects what the client and the origins observed. Judging happens in [`crate::judge`].
 
+pub mod connect;
+mod control;
 pub mod observe;
 mod origin_check;
 pub mod report;
@@ -13,7 +15,6 @@ pub use tunnel::MIN_RATE;
 use std::{net::SocketAddr, time::Duration};
 
 use base64::Engine;
-use rustls::pki_types::ServerName;
 use schemars::JsonSchema;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -24,7 +25,7 @@ use self::{
     report::{StepReport, StepResult},
 };
 use crate::{
-    client::{self, Conn, tls::CertCheck, tls::ProxyTrust, transcript::Transcript},
+    client::{Conn, tls::CertCheck, tls::ProxyTrust, transcript::Transcript},
     origin::{OriginConnection, OriginSet, Pool},
     scenario::{
         Level, Loaded, Sni, Transport,
@@ -62,6 +63,10 @@ pub struct Settings {
     pub proxy_logs: crate::proxy_log::ProxyLogs,
     /// The destination policy the proxy is declared to enforce, for `policy` scenarios.
     pub policy: Option<std::sync::Arc<crate::policy::DeclaredPolicy>>,
+    /// What the preflight saw of the proxy's policy (run by the runner when not given).
+    pub preflight: Option<std::sync::Arc<crate::preflight::Preflight>>,
+    /// `--origin-ports`, to tell which destinations are outside the range.
+    pub origin_ports: Option<std::ops::RangeInclusive<u16>>,
 }
 
 impl Default for Settings {
@@ -72,6 +77,8 @@ impl Default for Settings {
             proxy_user: None,
             proxy_logs: Default::default(),
             policy: None,
+            preflight: None,
+            origin_ports: None,
         }
     }
 }
@@ -107,12 +114,15 @@ pub(crate) struct RunEnv<'a> {
 
 impl Env for RunEnv<'_> {
     fn origin(&self, kind: OriginKind, form: &AddrForm) -> String {
-        let port = self.origins.port(kind);
+        let addr = self.origins.addr(kind);
+        let port = addr.port();
         match form {
-            AddrForm::V4 => format!("127.0.0.1:{port}"),
+            AddrForm::V4 => addr.to_string(),
             AddrForm::V6 => format!("[::1]:{port}"),
             AddrForm::Name => format!("localhost:{port}"),
             AddrForm::Port => port.to_string(),
+            AddrForm::PortOffset(n) => (i128::from(port) + n).to_string(),
+            AddrForm::Host => addr.ip().to_string(),
         }
     }
     fn proxy(&self, part: &ProxyPart) -> String {
@@ -148,9 +158,33 @@ pub(crate) struct State<'a> {
     pub sent_len: u64,
     pub observed: Option<Observed>,
     pub level: Level,
+    pub transport: Transport,
+    /// The first request the client sent (for the SNI control, which repeats it).
+    pub first_request: Option<Vec<u8>>,
+    /// The request-target of the last request sent before a tunnel (for telling policy refusals).
+    pub last_target: Option<Vec<u8>>,
+    /// The scenario probes the destination policy itself (`policy = {...}`): refusals are its subject.
+    pub policy_probe: bool,
+    /// A step found the answer to be a policy refusal: only checks that nothing was dialled still run.
+    pub refused_by_policy: bool,
 }
 
 impl State<'_> {
+    /// Notes a request the client sent outside a tunnel.
+    pub fn note_request(&mut self, data: &[u8]) {
+        if self.tunnel {
+            return;
+        }
+        if self.first_request.is_none() {
+            self.first_request = Some(data.to_vec());
+        }
+        let line = data.split(|b| *b == b'\n').next().unwrap_or_default();
+        let mut parts = line.split(|b| *b == b' ');
+        if let (Some(_), Some(target)) = (parts.next(), parts.next()) {
+            self.last_target = Some(target.to_vec());
+        }
+    }
+
     pub fn deadline(&self, ms: Option<u64>) -> Instant {
         Instant::now() + ms.map(Duration::from_millis).unwrap_or(self.settings.step_timeout)
     }
@@ -179,9 +213,28 @@ fn host_of(authority: &str) -> &str {
 
 /// Runs the scenario against the endpoint. Never panics on proxy behaviour; every wait has a deadline.
 pub async fn execute(loaded: &Loaded, ep: &ProxyEndpoint, settings: &Settings, pool: &Pool) -> Execution {
+    let origins = match pool.lease_with(&loaded.origins(), &loaded.localhost_origins()).await {
+        Ok(o) => o,
+        Err(e) => {
+            let report = StepReport::new(0, "origins", loaded.scenario.level, StepResult::Error, e.to_string());
+            return Execution {
+                steps: vec![report],
+                transcript: Transcript::empty(),
+                origins: Vec::new(),
+                observed: None,
+                tls: None,
+            };
+        }
+    };
+    execute_with(loaded, ep, settings, &origins).await
+}
+
+/// Runs the scenario with origins already leased (the runner leases first, so waiting for a set is not
+/// counted against the scenario's deadline).
+pub async fn execute_with(loaded: &Loaded, ep: &ProxyEndpoint, settings: &Settings, origins: &OriginSet) -> Execution {
     let scn = &loaded.scenario;
     let start = std::time::Instant::now();
-    let mut transcript = Transcript::new(start);
+    let transcript = Transcript::new(start);
     let setup_error = |kind: &str, detail: String, transcript: Transcript| Execution {
         steps: vec![StepReport::new(0, kind, scn.level, StepResult::Error, detail)],
         transcript,
@@ -189,52 +242,53 @@ pub async fn execute(loaded: &Loaded, ep: &ProxyEndpoint, settings: &Settings, p
         observed: None,
         tls: None,
     };
-    let origins = match pool.lease(&loaded.origins()).await {
-        Ok(o) => o,
-        Err(e) => return setup_error("origins", e.to_string(), transcript),
-    };
     let token = format!("ch-{:016x}", rand::random::<u64>());
     let auth = settings.proxy_user.as_deref().map(basic_auth);
-    let mut env = RunEnv { origins: &origins, ep, target: Vec::new(), auth, token };
+    let mut env = RunEnv { origins, ep, target: Vec::new(), auth, token };
     env.target = match Template::parse(&scn.target) {
         Ok(t) => t.expand(&env),
         Err(e) => return setup_error("target", e.0, transcript),
     };
 
-    let deadline = Instant::now() + settings.step_timeout;
-    let tcp = match client::connect_tcp(ep.addr, deadline).await {
-        Ok(t) => t,
-        Err(e) if e.accepted_then_reset() => {
-            let mut ex = setup_error("connect", e.to_string(), transcript);
-            ex.steps[0].result = StepResult::Mismatch;
+    let choice = tls_choice(scn, ep, &env);
+    let (conn, tls_facts) = match connect::open(ep, settings, &choice, transcript).await {
+        Ok(opened) => opened,
+        Err((e, facts, transcript)) => {
+            let report = open_failure(scn, &e);
+            let mut ex = setup_error("connect", String::new(), transcript);
+            ex.steps = vec![report];
+            ex.tls = facts;
+            ex.origins = Vec::new();
             return ex;
         }
-        Err(e) => return setup_error("connect", e.to_string(), transcript),
     };
-    transcript.event(format!("connected to the proxy at {} ({})", ep.addr, ep.transport.as_str()));
-    let mut conn = Conn::new(tcp, transcript);
     let mut steps = Vec::new();
-    let mut tls_facts = None;
-
-    if ep.transport == Transport::Tls {
-        let (report, facts) = proxy_handshake(&mut conn, scn, ep, &env, settings).await;
-        tls_facts = Some(facts);
-        if let Some(r) = report {
-            steps.push(r);
-            return finish(steps, conn, &origins, None, tls_facts);
+    if let Some(facts) = &tls_facts {
+        let want = &scn.tls.expect_alpn;
+        let got = facts.alpn_selected.as_deref().unwrap_or("");
+        if !want.is_empty() && !want.iter().any(|w| w == got) {
+            let detail =
+                format!("the proxy selected ALPN {:?}, acceptable: {want:?} (\"\" = none)", facts.alpn_selected);
+            steps.push(StepReport::new(0, "proxy_tls", scn.level, StepResult::Mismatch, detail));
+            return finish(steps, conn, origins, None, tls_facts);
         }
     }
 
     let mut state = State {
         conn,
         env,
-        origins: &origins,
+        origins,
         settings,
         tunnel: false,
         sent_hash: Sha256::new(),
         sent_len: 0,
         observed: None,
         level: scn.level,
+        transport: ep.transport,
+        first_request: None,
+        last_target: None,
+        policy_probe: scn.policy.is_some(),
+        refused_by_policy: false,
     };
     for (i, step) in scn.steps.iter().enumerate() {
         let report = steps::run(&mut state, i + 1, step).await;
@@ -244,8 +298,26 @@ pub async fn execute(loaded: &Loaded, ep: &ProxyEndpoint, settings: &Settings, p
             break;
         }
     }
-    let State { conn, observed, .. } = state;
-    finish(steps, conn, &origins, observed, tls_facts)
+    let State { mut conn, observed, first_request, env, .. } = state;
+    if scn.tls.compare_sni && ep.transport == Transport::Tls {
+        let sni = tls_facts.as_ref().and_then(|f| f.sni_sent.clone());
+        let target = String::from_utf8_lossy(&env.target).to_string();
+        control::compare_sni(
+            &mut steps,
+            scn,
+            ep,
+            settings,
+            control::MainAnswer {
+                request: first_request.as_deref(),
+                observed: observed.as_ref(),
+                sni_sent: sni.as_deref(),
+                target_host: host_of(&target),
+            },
+            &mut conn.transcript,
+        )
+        .await;
+    }
+    finish(steps, conn, origins, observed, tls_facts)
 }
 
 fn finish(
@@ -266,75 +338,50 @@ fn finish(
     Execution { steps, transcript: conn.transcript, origins, observed, tls }
 }
 
-/// TLS to the proxy with the scenario's SNI and ALPN. Returns a report when the handshake did not succeed.
-async fn proxy_handshake(
-    conn: &mut Conn,
-    scn: &crate::scenario::Scenario,
-    ep: &ProxyEndpoint,
-    env: &RunEnv<'_>,
-    settings: &Settings,
-) -> (Option<StepReport>, ProxyTls) {
-    let level = scn.level;
-    let proxy_name = ServerName::try_from(ep.host.clone());
+/// The SNI and ALPN a scenario asks for toward the proxy.
+fn tls_choice(scn: &crate::scenario::Scenario, ep: &ProxyEndpoint, env: &RunEnv<'_>) -> connect::TlsChoice {
     let target_host = String::from_utf8_lossy(&env.target).to_string();
-    let sni_name: Option<String> = match &scn.tls.sni {
+    let sni = match &scn.tls.sni {
         Sni::ProxyName => Some(ep.host.clone()),
         Sni::TargetName => Some(host_of(&target_host).to_string()),
         Sni::None => None,
         Sni::Literal(n) => Some(n.clone()),
     };
-    // rustls never sends an IP address as SNI (RFC 6066 §3); record what really goes out.
-    let sni_server_name = sni_name.as_ref().and_then(|n| ServerName::try_from(n.clone()).ok());
-    let sni_sent = match &sni_server_name {
-        Some(ServerName::DnsName(d)) => Some(d.as_ref().to_string()),
-        _ => None,
-    };
-    let mut facts = ProxyTls {
-        sni_sent: sni_sent.clone(),
-        alpn_offered: scn.tls.alpn.clone(),
-        alpn_selected: None,
-        cert: CertCheck::default(),
-    };
-    let err = |kind: &str, result: StepResult, detail: String| Some(StepReport::new(0, kind, level, result, detail));
-    let Ok(proxy_name) = proxy_name else {
-        return (err("proxy_tls", StepResult::Error, format!("{:?} is not a valid server name", ep.host)), facts);
-    };
-    let trust = ep.trust.clone().unwrap_or(ProxyTrust::Insecure);
-    let (config, cell) =
-        match client::tls::proxy_client_config(&trust, proxy_name.clone(), sni_sent.is_some(), &scn.tls.alpn) {
-            Ok(c) => c,
-            Err(e) => return (err("proxy_tls", StepResult::Error, e), facts),
-        };
-    let connect_name = sni_server_name.filter(|_| sni_sent.is_some()).unwrap_or(proxy_name);
-    let deadline = Instant::now() + settings.step_timeout;
-    let result = conn.start_tls(config, connect_name, deadline).await;
-    facts.cert = cell.lock().expect("cert check lock").clone();
-    match result {
-        Ok(alpn) => {
-            facts.alpn_selected = alpn.clone();
-            let want = &scn.tls.expect_alpn;
-            if !want.is_empty() && !want.iter().any(|w| w == alpn.as_deref().unwrap_or("")) {
-                let detail = format!("the proxy selected ALPN {alpn:?}, acceptable: {want:?} (\"\" = none)");
-                return (err("proxy_tls", StepResult::Mismatch, detail), facts);
-            }
-            if facts.cert.valid_for_sni == Some(false) || facts.cert.valid_for_proxy_name == Some(false) {
-                conn.transcript.event(format!(
-                    "proxy certificate name check: valid for proxy name {:?}, for SNI {:?} (recorded, not fatal)",
-                    facts.cert.valid_for_proxy_name, facts.cert.valid_for_sni
-                ));
-            }
-            (None, facts)
+    connect::TlsChoice { sni, alpn: scn.tls.alpn.clone() }
+}
+
+/// What a connection that could not be opened (after the retry) means for this scenario.
+fn open_failure(scn: &crate::scenario::Scenario, e: &connect::OpenError) -> StepReport {
+    use connect::OpenError as E;
+    let level = scn.level;
+    let report = |kind: &str, result: StepResult, detail: String| StepReport::new(0, kind, level, result, detail);
+    // The scenario's TLS settings are what it tests when they are not the defaults a plain client uses.
+    let own_settings = scn.tls.sni != Sni::ProxyName || !scn.tls.alpn.is_empty();
+    match e {
+        E::AcceptedThenReset(d) => report("connect", StepResult::Mismatch, d.clone()),
+        E::Connect { .. } => report(
+            "connect",
+            StepResult::Setup,
+            format!("could not connect to the proxy, twice (the proxy stopped accepting connections?): {e}"),
+        ),
+        E::BadName(_) | E::Config(_) | E::Untrusted(_) => report("proxy_tls", StepResult::Error, e.to_string()),
+        E::Handshake { .. } if scn.tls.judge_handshake => {
+            let result = if e.timed_out() { StepResult::TimedOut } else { StepResult::Mismatch };
+            report("proxy_tls", result, format!("TLS to the proxy: {e}"))
         }
-        Err(e) if facts.cert.chain_trusted == Some(false) => {
-            let detail = format!("the proxy's certificate chain is not trusted by the given CA: {e}");
-            (err("proxy_tls", StepResult::Error, detail), facts)
+        E::Handshake { .. } if scn.tls.may_refuse && !e.timed_out() => report(
+            "proxy_tls",
+            StepResult::Tolerated(OutcomeVerdict::Observed),
+            format!("TLS to the proxy refused, which this setting allows: {e}"),
+        ),
+        E::Handshake { .. } if own_settings && !e.timed_out() => {
+            report("proxy_tls", StepResult::Mismatch, format!("TLS to the proxy with this scenario's SNI/ALPN: {e}"))
         }
-        Err(e) if e.contains("timed out") => (err("proxy_tls", StepResult::TimedOut, e), facts),
-        Err(e) if scn.tls.may_refuse => {
-            let detail = format!("TLS to the proxy refused, which this setting allows: {e}");
-            (err("proxy_tls", StepResult::Tolerated(OutcomeVerdict::Observed), detail), facts)
-        }
-        Err(e) => (err("proxy_tls", StepResult::Mismatch, format!("TLS to the proxy: {e}")), facts),
+        E::Handshake { .. } => report(
+            "proxy_tls",
+            StepResult::Setup,
+            format!("the TLS handshake to the proxy did not complete, twice (not this scenario's requirement): {e}"),
+        ),
     }
 }
 

@@ -90,7 +90,16 @@ pub(super) async fn origin_check(st: &mut State<'_>, index: usize, c: &OriginChe
     if let Some(want) = c.connections
         && conns.len() != want as usize
     {
-        problems.push(format!("{} accepted {} connections, expected {want}", kind.as_str(), conns.len()));
+        let mut p = format!("{} accepted {} connections, expected {want}", kind.as_str(), conns.len());
+        if conns.len() > want as usize
+            && let Some(e) = &c.evidence
+        {
+            match st.expand(e) {
+                Ok(e) => p.push_str(&format!(": {}", String::from_utf8_lossy(&e))),
+                Err(e) => return StepReport::new(index, "origin", level, StepResult::Error, e),
+            }
+        }
+        problems.push(p);
     }
     let first = conns.first();
     if c.received_all_sent {

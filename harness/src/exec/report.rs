@@ -16,6 +16,10 @@ pub enum StepResult {
     Mismatch,
     /// The step's deadline passed.
     TimedOut,
+    /// The proxy refused by policy, so the step's requirement could not be exercised.
+    Inconclusive,
+    /// Our setup toward the proxy failed (handshake, connection), even after a retry.
+    Setup,
     /// The harness could not perform the step (not the proxy's fault).
     Error,
 }
@@ -57,7 +61,9 @@ impl StepReport {
     pub fn stops(&self) -> bool {
         match self.result {
             StepResult::Passed | StepResult::Tolerated(_) => false,
-            StepResult::Error => true,
+            StepResult::Error | StepResult::Setup => true,
+            // Only "nothing was dialled" checks still run after a policy refusal (see `exec::steps`).
+            StepResult::Inconclusive => false,
             StepResult::Mismatch | StepResult::TimedOut => matches!(self.level, Level::Must | Level::Should),
         }
     }

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::{
     client::{HeadRead, ReadEvent},
+    preflight::Destination,
     scenario::step::Expect,
 };
 
@@ -71,6 +72,11 @@ pub(super) async fn expect(st: &mut State<'_>, index: usize, e: &Expect) -> Step
             StepReport::new(index, "expect", level, result, why)
         }
     };
+    if let Some(why) = policy_refusal(st, &observed, matched.is_some()) {
+        r.result = StepResult::Inconclusive;
+        r.detail = format!("{summary}: {why}");
+        st.refused_by_policy = true;
+    }
     if matched.is_none() || outcomes.len() > 1 {
         r.acceptable = outcomes.iter().map(|o| o.to_string()).collect();
     }
@@ -80,6 +86,46 @@ pub(super) async fn expect(st: &mut State<'_>, index: usize, e: &Expect) -> Step
     }
     st.observed = Some(observed);
     r
+}
+
+/// Why this answer is the proxy's access policy rather than a judgement of the request, if it is: its status is
+/// the policy answer (403, or what the preflight's refusals got), the declared policy (if any) does not allow
+/// the destination, and either no acceptable outcome matched or the preflight shows every CONNECT to this kind
+/// of destination refused (so an "acceptable" rejection proves nothing either). Scenarios that probe the
+/// policy itself are judged as they are.
+fn policy_refusal(st: &State<'_>, observed: &Observed, matched: bool) -> Option<String> {
+    if st.policy_probe {
+        return None;
+    }
+    let Observed::Response { head, .. } = observed else { return None };
+    let pre = st.settings.preflight.as_deref();
+    let statuses = pre.map_or_else(|| vec![403], |p| p.policy_statuses(st.transport));
+    if !statuses.contains(&head.status) {
+        return None;
+    }
+    let dest = st.last_target.as_deref().and_then(Destination::parse);
+    if let (Some(declared), Some(d)) = (st.settings.policy.as_deref(), &dest)
+        && declared.allows_destination(d) == Some(true)
+    {
+        return None;
+    }
+    let like = match (pre, &dest) {
+        (Some(p), Some(d)) => p.refused_like(st.transport, d, st.settings.origin_ports.as_ref()),
+        _ => None,
+    };
+    if matched && like.is_none() {
+        return None;
+    }
+    let fields = crate::preflight::refusal_fields(head);
+    let fields = if fields.is_empty() { String::new() } else { format!(" ({fields})") };
+    let mut why = format!(
+        "refused by the proxy's access policy{fields}, so the requirement was not exercised (inconclusive; declare \
+         the policy with --policy-ports/--policy-allow to judge such a refusal as a failure)"
+    );
+    if let Some(p) = like {
+        why.push_str(&format!("; the preflight CONNECT to {} ({}) got {}", p.target, p.kind.as_str(), p.detail));
+    }
+    Some(why)
 }
 
 /// After a non-2xx response: skip its body (bounded), then see whether the proxy closes before the deadline.

@@ -28,6 +28,9 @@ pub(super) async fn run(st: &mut State<'_>, index: usize, step: &Step) -> StepRe
     if tunnel_step && !st.tunnel && st.observed.as_ref().is_some_and(|o| !o.is_success()) {
         return ok("not run: the proxy did not open a tunnel (its answer was acceptable)".into());
     }
+    if st.refused_by_policy && !matches!(step, Step::Origin(c) if c.connections == Some(0)) {
+        return ok("not run: the proxy refused by policy".into());
+    }
     if let Step::Origin(c) = step
         && c.if_rejected
         && st.tunnel
@@ -37,13 +40,17 @@ pub(super) async fn run(st: &mut State<'_>, index: usize, step: &Step) -> StepRe
     match step {
         Step::Send(text) => match st.expand(text) {
             Err(e) => harness(e),
-            Ok(data) => send(st, &data, index, kind).await,
+            Ok(data) => {
+                st.note_request(&data);
+                send(st, &data, index, kind).await
+            }
         },
         Step::SendSlowly(s) => {
             let data = match st.expand(&s.data) {
                 Ok(d) => d,
                 Err(e) => return harness(e),
             };
+            st.note_request(&data);
             for (i, piece) in data.chunks(s.chunk).enumerate() {
                 if i > 0 {
                     tokio::time::sleep(Duration::from_millis(s.delay_ms)).await;
@@ -58,6 +65,7 @@ pub(super) async fn run(st: &mut State<'_>, index: usize, step: &Step) -> StepRe
         Step::Connect(c) => match build_connect(st, c) {
             Err(e) => harness(e),
             Ok((data, early)) => {
+                st.note_request(&data);
                 let r = send(st, &data, index, kind).await;
                 if r.result == StepResult::Passed && early > 0 {
                     let tail = data[data.len() - early..].to_vec();

@@ -327,7 +327,9 @@ pub(super) async fn inner_tls(st: &mut State<'_>, index: usize, t: &InnerTls) ->
             StepResult::Mismatch,
             "the certificate in the tunnel is not the TLS origin's: the proxy terminated the inner TLS".to_string(),
         ),
-        (Err(e), _) if e.contains("timed out") => StepReport::new(index, "tls_handshake", lvl, StepResult::TimedOut, e),
-        (Err(e), _) => StepReport::new(index, "tls_handshake", lvl, StepResult::Mismatch, e),
+        (Err(e @ crate::client::TlsError::TimedOut), _) => {
+            StepReport::new(index, "tls_handshake", lvl, StepResult::TimedOut, e.to_string())
+        }
+        (Err(e), _) => StepReport::new(index, "tls_handshake", lvl, StepResult::Mismatch, e.to_string()),
     }
 }

@@ -84,9 +84,11 @@ pub fn banner_bytes() -> Vec<u8> {
     b
 }
 
-/// One scenario's origins: a listener per kind on 127.0.0.1 (and ::1 on the same port when available).
+/// One scenario's origins: a listener per kind, on 127.0.0.1 by default (and ::1 on the same port when
+/// available), or on the addresses the run was given (`--origin-addr`, or one loopback address per kind when a
+/// port range is too small for a port per kind).
 pub struct OriginSet {
-    ports: HashMap<OriginKind, u16>,
+    addrs: HashMap<OriginKind, SocketAddr>,
     pub log: Arc<OriginLog>,
     pub ipv6: bool,
     pub tls_cert: CertificateDer<'static>,
@@ -99,41 +101,57 @@ pub struct OriginSet {
 impl OriginSet {
     /// The origin's port (0 for a kind this set did not start; scenarios only name kinds they declared).
     pub fn port(&self, kind: OriginKind) -> u16 {
-        self.ports.get(&kind).copied().unwrap_or(0)
+        self.addr(kind).port()
     }
 
     pub fn addr(&self, kind: OriginKind) -> SocketAddr {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.port(kind))
+        self.addrs.get(&kind).copied().unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
     }
 
-    /// Starts a set on the given ports (one per kind, in [`OriginKind::ALL`] order), or ephemeral ones.
-    /// With `fixed` ports every kind starts; otherwise only the `kinds` asked for (fewer sockets).
-    pub async fn start(shared: &Shared, fixed: Option<&[u16]>, kinds: &[OriginKind]) -> Result<Self, OriginError> {
+    /// Whether `localhost:PORT` (and `127.0.0.1:PORT`) reaches this origin.
+    pub fn on_localhost(&self, kind: OriginKind) -> bool {
+        self.addrs.get(&kind).is_some_and(|a| a.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// Starts a set on the given addresses (one per kind, in [`OriginKind::ALL`] order), or on ephemeral ports
+    /// of `host`. With `fixed` addresses every kind starts; otherwise only the `kinds` asked for (fewer sockets).
+    pub async fn start(
+        shared: &Shared,
+        fixed: Option<&[SocketAddr]>,
+        host: IpAddr,
+        kinds: &[OriginKind],
+    ) -> Result<Self, OriginError> {
         let log = Arc::new(OriginLog::default());
         let mut tasks = JoinSet::new();
-        let mut ports = HashMap::new();
+        let mut addrs = HashMap::new();
         let mut reserved = None;
+        let mut ipv6 = shared.ipv6;
         for (i, kind) in OriginKind::ALL.into_iter().enumerate() {
             if fixed.is_none() && !kinds.contains(&kind) {
                 continue;
             }
-            let want = fixed.map(|p| p[i]).unwrap_or(0);
+            let want = fixed.map(|p| p[i]).unwrap_or(SocketAddr::new(host, 0));
             if kind == OriginKind::Closed {
-                let (port, socket) = closed_port(want)?;
-                ports.insert(kind, port);
+                let (addr, socket) = closed_port(want)?;
+                addrs.insert(kind, addr);
                 reserved = Some(socket);
                 continue;
             }
-            let (v4, v6) = bind_pair(kind, want, shared.ipv6).await?;
-            ports.insert(kind, v4.local_addr().map(|a| a.port()).unwrap_or(want));
+            // `[::1]:PORT` is offered beside `127.0.0.1:PORT` only.
+            let pair_v6 = shared.ipv6 && want.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST);
+            let (v4, v6) = bind_pair(kind, want, pair_v6).await?;
+            if kind == OriginKind::Echo && v6.is_none() {
+                ipv6 = false;
+            }
+            addrs.insert(kind, v4.local_addr().unwrap_or(want));
             for l in std::iter::once(v4).chain(v6) {
                 tasks.spawn(accept_loop(l, kind, log.clone(), shared.identity.clone(), shared.banner.clone()));
             }
         }
         Ok(Self {
-            ports,
+            addrs,
             log,
-            ipv6: shared.ipv6,
+            ipv6,
             tls_cert: shared.identity.cert.clone(),
             banner: shared.banner.clone(),
             _tasks: tasks,
@@ -144,35 +162,36 @@ impl OriginSet {
 
 /// Reserves a port that refuses connections: a socket bound (without SO_REUSEADDR) but never listening, so
 /// connecting gets a reset and no other listener can take the port while the set lives.
-fn closed_port(want: u16) -> Result<(u16, socket2::Socket), OriginError> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, want));
+fn closed_port(addr: SocketAddr) -> Result<(SocketAddr, socket2::Socket), OriginError> {
     let err = |source| OriginError::Bind { origin: "closed", addr, source };
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).map_err(err)?;
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).map_err(err)?;
     s.bind(&addr.into()).map_err(err)?;
-    let port = s.local_addr().map_err(err)?.as_socket().map(|a| a.port()).unwrap_or(want);
-    Ok((port, s))
+    let bound = s.local_addr().map_err(err)?.as_socket().unwrap_or(addr);
+    Ok((bound, s))
 }
 
-/// Binds 127.0.0.1:port and, if possible, [::1] on the same port (retrying ephemeral picks that collide).
-async fn bind_pair(kind: OriginKind, want: u16, ipv6: bool) -> Result<(TcpListener, Option<TcpListener>), OriginError> {
+/// Binds `want` and, if asked, [::1] on the same port (retrying ephemeral picks that collide).
+async fn bind_pair(
+    kind: OriginKind,
+    want: SocketAddr,
+    ipv6: bool,
+) -> Result<(TcpListener, Option<TcpListener>), OriginError> {
     let mut last = None;
     for _ in 0..8 {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, want));
-        let v4 = TcpListener::bind(addr).await.map_err(|source| OriginError::Bind {
+        let v4 = TcpListener::bind(want).await.map_err(|source| OriginError::Bind {
             origin: kind.as_str(),
-            addr,
+            addr: want,
             source,
         })?;
         if !ipv6 {
             return Ok((v4, None));
         }
-        let port = v4.local_addr().map(|a| a.port()).unwrap_or(want);
+        let port = v4.local_addr().map(|a| a.port()).unwrap_or(want.port());
         let addr6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
         match TcpListener::bind(addr6).await {
             Ok(v6) => return Ok((v4, Some(v6))),
-            Err(source) if want != 0 => {
-                return Err(OriginError::Bind { origin: kind.as_str(), addr: addr6, source });
-            }
+            // A fixed port whose ::1 twin is taken: serve IPv4 only rather than fail the run.
+            Err(_) if want.port() != 0 => return Ok((v4, None)),
             Err(e) => last = Some(e),
         }
     }
@@ -216,6 +235,18 @@ pub const QUARANTINE: Duration = Duration::from_millis(500);
 /// Idle sets of a port range, the longest-resting first, with the time each was released.
 type Idle = Mutex<VecDeque<(OriginSet, Instant)>>;
 
+/// Where the origins may listen: `--origin-ports` and `--origin-addr`.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    /// The ports the origins may use; None: ephemeral ports.
+    pub ports: Option<std::ops::RangeInclusive<u16>>,
+    /// The local addresses the origins bind; empty: 127.0.0.1 (plus ::1), or, when the port range holds fewer
+    /// ports than an origin set needs, one loopback address per origin (127.0.0.1, 127.0.0.2, ...).
+    pub addrs: Vec<IpAddr>,
+    /// How many sets a port range should provide at most (about the number of concurrent scenarios).
+    pub sets: usize,
+}
+
 /// Hands out origin sets: a fresh one per scenario with ephemeral ports, or, with a port range, the set that
 /// has rested longest (see [`QUARANTINE`]).
 pub struct Pool {
@@ -224,6 +255,13 @@ pub struct Pool {
     sets: usize,
     /// Limits concurrent leases to the number of sets a port range allows.
     permits: Option<Arc<Semaphore>>,
+    /// Addresses fresh ephemeral sets bind, in turn.
+    hosts: Vec<IpAddr>,
+    next_host: std::sync::atomic::AtomicUsize,
+    /// Whether some set has the origins on 127.0.0.1 (names such as `localhost` reach them).
+    localhost: bool,
+    /// For a port range: per set, the kinds it has on 127.0.0.1.
+    on_localhost: Vec<Vec<OriginKind>>,
 }
 
 /// An origin set in use by one scenario run; returned to the pool (range) or closed (ephemeral) when dropped.
@@ -250,25 +288,81 @@ impl Drop for Lease<'_> {
     }
 }
 
+/// The i-th generated loopback address: 127.0.0.1, 127.0.0.2, ... 127.0.0.254, 127.0.1.1, ...
+fn loopback(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, (i / 254) as u8, (i % 254) as u8 + 1))
+}
+
+/// The addresses of each origin set (one per kind, in [`OriginKind::ALL`] order) for a port range: with enough
+/// ports a set takes consecutive ports of one address; with fewer ports than kinds, a set spreads over
+/// addresses on the same ports (so `--origin-ports 443` works, one address per origin).
+pub fn plan_sets(addrs: &[IpAddr], ports: &[u16]) -> Vec<Vec<SocketAddr>> {
+    if ports.len() >= PORTS_PER_SET {
+        addrs
+            .iter()
+            .flat_map(|a| {
+                ports.chunks_exact(PORTS_PER_SET).map(|c| c.iter().map(|p| SocketAddr::new(*a, *p)).collect())
+            })
+            .collect()
+    } else {
+        let slots: Vec<SocketAddr> = ports.iter().flat_map(|p| addrs.iter().map(|a| SocketAddr::new(*a, *p))).collect();
+        slots.chunks_exact(PORTS_PER_SET).map(<[SocketAddr]>::to_vec).collect()
+    }
+}
+
 impl Pool {
-    /// `range`: the ports the origins may use (`--origin-ports`), else ephemeral ports.
+    /// `range`: the ports the origins may use (`--origin-ports`), else ephemeral ports; on 127.0.0.1.
     pub async fn new(range: Option<std::ops::RangeInclusive<u16>>) -> Result<Self, OriginError> {
+        Self::with(Placement { ports: range, addrs: Vec::new(), sets: 64 }).await
+    }
+
+    pub async fn with(place: Placement) -> Result<Self, OriginError> {
         let shared = Shared::new().await?;
-        let Some(r) = range else {
-            return Ok(Self { shared, idle: None, sets: 0, permits: None });
+        let localhost_v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let hosts = if place.addrs.is_empty() { vec![localhost_v4] } else { place.addrs.clone() };
+        let Some(r) = place.ports else {
+            let localhost = hosts.contains(&localhost_v4);
+            return Ok(Self {
+                shared,
+                idle: None,
+                sets: 0,
+                permits: None,
+                hosts,
+                next_host: Default::default(),
+                localhost,
+                on_localhost: Vec::new(),
+            });
         };
         let ports: Vec<u16> = r.clone().collect();
-        if ports.len() < PORTS_PER_SET {
-            return Err(OriginError::RangeTooSmall(format!("{}-{}", r.start(), r.end())));
+        let wanted = place.sets.max(1);
+        let addrs = if !place.addrs.is_empty() {
+            place.addrs.clone()
+        } else if ports.len() >= PORTS_PER_SET {
+            vec![localhost_v4]
+        } else {
+            // Too few ports for one port per kind: one loopback address per origin (Linux routes 127.0.0.0/8 to
+            // lo, so these need no configuration).
+            let n = (wanted * PORTS_PER_SET).div_ceil(ports.len()).min(254 * 200);
+            (0..n).map(loopback).collect()
+        };
+        let mut plan = plan_sets(&addrs, &ports);
+        if plan.is_empty() {
+            return Err(OriginError::RangeTooSmall(format!(
+                "{}-{} on {} address(es)",
+                r.start(),
+                r.end(),
+                addrs.len()
+            )));
         }
+        plan.truncate(wanted.max(1).max(if place.addrs.is_empty() { 1 } else { plan.len() }));
         // Claim every port now, before any traffic can take one as an ephemeral port; a port that is taken is
         // a setup error (exit 3) rather than a scenario error later.
         let long_ago = Instant::now().checked_sub(QUARANTINE).unwrap_or_else(Instant::now);
         let mut idle = VecDeque::new();
-        for chunk in ports.chunks_exact(PORTS_PER_SET) {
+        for chunk in &plan {
             let mut tries = 0;
             let set = loop {
-                match OriginSet::start(&shared, Some(chunk), &OriginKind::ALL).await {
+                match OriginSet::start(&shared, Some(chunk), chunk[0].ip(), &OriginKind::ALL).await {
                     // A previous user of the range (an earlier run in this process) may still be closing.
                     Err(OriginError::Bind { source, .. })
                         if source.kind() == std::io::ErrorKind::AddrInUse && tries < 20 =>
@@ -282,7 +376,19 @@ impl Pool {
             idle.push_back((set, long_ago));
         }
         let sets = idle.len();
-        Ok(Self { shared, idle: Some(Mutex::new(idle)), sets, permits: Some(Arc::new(Semaphore::new(sets))) })
+        let on_localhost: Vec<Vec<OriginKind>> =
+            idle.iter().map(|(s, _)| OriginKind::ALL.into_iter().filter(|k| s.on_localhost(*k)).collect()).collect();
+        let localhost = on_localhost.iter().any(|k| !k.is_empty());
+        Ok(Self {
+            shared,
+            idle: Some(Mutex::new(idle)),
+            sets,
+            permits: Some(Arc::new(Semaphore::new(sets))),
+            hosts,
+            next_host: Default::default(),
+            localhost,
+            on_localhost,
+        })
     }
 
     /// How many scenarios can hold origins at once (None: unlimited).
@@ -291,18 +397,63 @@ impl Pool {
     }
 
     pub fn ipv6(&self) -> bool {
-        self.shared.ipv6
+        self.shared.ipv6 && self.localhost
     }
 
-    /// An origin set for one scenario run, with at least the given kinds listening.
+    /// Why a scenario whose placeholders need these origins on 127.0.0.1 (names, `[::1]`, hand-written loopback
+    /// hosts) cannot run with this placement, if it cannot.
+    pub fn localhost_unavailable(&self, kinds: &[OriginKind]) -> Option<String> {
+        if kinds.is_empty() {
+            return None;
+        }
+        if !self.localhost {
+            return Some(
+                "needs origins on 127.0.0.1 (it names them as localhost or a loopback literal), which \
+                         --origin-addr leaves out"
+                    .into(),
+            );
+        }
+        self.idle.as_ref()?;
+        let ok = self.on_localhost.iter().any(|have| kinds.iter().all(|k| have.contains(k)));
+        (!ok).then(|| {
+            let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+            format!(
+                "needs the origins {} on 127.0.0.1, but with --origin-ports giving fewer ports than origins each \
+                 origin has its own address, and only the echo origin is on 127.0.0.1",
+                names.join(", ")
+            )
+        })
+    }
+
+    /// An origin set for one scenario run, with at least the given kinds listening, and `localhost` kinds on
+    /// 127.0.0.1.
     pub async fn lease(&self, kinds: &[OriginKind]) -> Result<Lease<'_>, OriginError> {
+        self.lease_with(kinds, &[]).await
+    }
+
+    pub async fn lease_with(&self, kinds: &[OriginKind], localhost: &[OriginKind]) -> Result<Lease<'_>, OriginError> {
         let (Some(idle), Some(permits)) = (&self.idle, &self.permits) else {
-            let set = OriginSet::start(&self.shared, None, kinds).await?;
+            let host = if localhost.is_empty() {
+                let i = self.next_host.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.hosts[i % self.hosts.len()]
+            } else {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            };
+            let set = OriginSet::start(&self.shared, None, host, kinds).await?;
             return Ok(Lease { pool: self, set: Some(set), _permit: None });
         };
         let permit = permits.clone().acquire_owned().await.expect("pool semaphore never closes");
-        // Holding a permit guarantees an idle set.
-        let (set, released) = idle.lock().expect("pool lock").pop_front().expect("a permit means an idle set");
+        let fits = |s: &OriginSet| localhost.iter().all(|k| s.on_localhost(*k));
+        // Holding a permit guarantees an idle set; a scenario that needs 127.0.0.1 waits for a set that has it.
+        let (set, released) = loop {
+            {
+                let mut q = idle.lock().expect("pool lock");
+                if let Some(pos) = q.iter().position(|(s, _)| fits(s)) {
+                    break q.remove(pos).expect("position is in range");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
         tokio::time::sleep_until((released + QUARANTINE).into()).await;
         set.log.clear();
         Ok(Lease { pool: self, set: Some(set), _permit: Some(permit) })

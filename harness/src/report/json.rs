@@ -47,13 +47,14 @@ impl super::terminal::Reporter for JsonReporter {
                 }
                 self.results.push(r);
             }
-            Event::Done { metadata, summary } => {
+            Event::Done { metadata, summary, findings } => {
                 let mut results = std::mem::take(&mut self.results);
                 results.sort_by(|a, b| (&a.id, a.transport).cmp(&(&b.id, b.transport)));
                 let report = Report {
                     schema_version: SCHEMA_VERSION,
                     metadata: (**metadata).clone(),
                     summary: summary.clone(),
+                    findings: findings.clone(),
                     results,
                 };
                 let text = serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?;

@@ -56,6 +56,11 @@ pub fn to_xml(results: &[ScenarioResult], duration: Duration) -> Result<String, 
                     s.set_message(r.reason.clone().unwrap_or_default());
                     s
                 }
+                Verdict::Inconclusive | Verdict::Setup => {
+                    let mut s = TestCaseStatus::skipped();
+                    s.set_message(format!("{}: {}", r.verdict.as_str(), r.reason.clone().unwrap_or_default()));
+                    s
+                }
                 Verdict::Warn | Verdict::Fail => {
                     let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                     s.set_message(r.reason.clone().unwrap_or_default());

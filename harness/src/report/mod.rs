@@ -1,5 +1,6 @@
 //! The run report: its types (which generate the JSON Schema) and the consumers of runner events.
 
+pub mod findings;
 pub mod json;
 pub mod junit;
 pub mod terminal;
@@ -16,7 +17,7 @@ use crate::{
 };
 
 /// Bumped on any incompatible change to the report format.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The JSON report written by `--report`.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -24,6 +25,8 @@ pub struct Report {
     pub schema_version: u32,
     pub metadata: Metadata,
     pub summary: Summary,
+    /// What the run found beyond single scenarios: moments when the proxy stopped answering.
+    pub findings: Vec<findings::Finding>,
     /// One per scenario and transport, sorted by id then transport.
     pub results: Vec<ScenarioResult>,
 }
@@ -40,6 +43,8 @@ pub struct Metadata {
     pub jobs: usize,
     pub step_timeout_ms: u64,
     pub fail_on: Level,
+    /// What the proxy answered to the preflight CONNECTs (its policy, as seen before the suite).
+    pub preflight: Vec<crate::preflight::Probe>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, JsonSchema, PartialEq, Eq)]
@@ -50,6 +55,10 @@ pub struct Summary {
     pub warned: usize,
     pub observed: usize,
     pub skipped: usize,
+    /// The proxy refused the destination by policy: the requirement was not exercised (never fails a run).
+    pub inconclusive: usize,
+    /// Our setup toward the proxy failed (TLS handshake, connection), even after a retry.
+    pub setup_failures: usize,
     pub errors: usize,
     /// Failures or warnings listed in the `--expect` file (they do not fail the run).
     pub expected_failures: usize,
@@ -67,6 +76,8 @@ impl Summary {
                 Verdict::Warn => s.warned += 1,
                 Verdict::Observed => s.observed += 1,
                 Verdict::Skip => s.skipped += 1,
+                Verdict::Inconclusive => s.inconclusive += 1,
+                Verdict::Setup => s.setup_failures += 1,
                 Verdict::Error => s.errors += 1,
             }
             if let Some(d) = &r.deviation {
@@ -116,6 +127,8 @@ pub struct ScenarioResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transcript: Option<Transcript>,
     pub duration_ms: u64,
+    /// When the scenario started, in milliseconds since the run started.
+    pub started_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deviation: Option<DeviationMatch>,
     /// Lines the proxy wrote to its logs (`--proxy-log`) while this scenario ran.

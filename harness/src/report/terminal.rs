@@ -46,6 +46,8 @@ impl TerminalReporter {
             Verdict::Warn => ("33", "WARN"),
             Verdict::Observed => ("36", "OBSERVED"),
             Verdict::Skip => ("2", "SKIP"),
+            Verdict::Inconclusive => ("34", "INCONCL"),
+            Verdict::Setup => ("35", "SETUP"),
             Verdict::Error => ("1;35", "ERROR"),
         };
         self.paint(code, &format!("{text:>8}"))
@@ -68,7 +70,7 @@ pub fn result_line(r: &ScenarioResult, label: &str) -> String {
     if let Some(d) = &r.deviation {
         s.push_str(if d.unexpected_pass { "  (unexpected pass)" } else { "  (expected)" });
     }
-    if r.verdict == Verdict::Skip
+    if matches!(r.verdict, Verdict::Skip | Verdict::Inconclusive | Verdict::Setup)
         && let Some(why) = &r.reason
     {
         s.push_str(&format!("  ({why})"));
@@ -93,6 +95,18 @@ impl Reporter for TerminalReporter {
                     metadata.jobs
                 );
                 self.line(&head)?;
+                for p in &metadata.preflight {
+                    let line = format!(
+                        "{} {:<5} CONNECT {} ({}): {:?} {}",
+                        self.paint("2", "Preflight"),
+                        p.transport.as_str(),
+                        p.target,
+                        p.kind.as_str(),
+                        p.answer,
+                        p.detail
+                    );
+                    self.line(&line)?;
+                }
             }
             Event::Finished(r) => {
                 let label = self.verdict_label(r.verdict);
@@ -107,7 +121,7 @@ impl Reporter for TerminalReporter {
                     self.problems.push((**r).clone());
                 }
             }
-            Event::Done { metadata, summary } => {
+            Event::Done { metadata, summary, findings } => {
                 if let Some(pb) = self.progress.take() {
                     pb.finish_and_clear();
                 }
@@ -118,8 +132,12 @@ impl Reporter for TerminalReporter {
                     text.push_str(&render_problem(r, &self.verdict_label(r.verdict)));
                 }
                 let s = summary;
+                for f in findings {
+                    text.push_str(&format!("\n{} {}\n", self.paint("1;35", "FINDING"), f.describe()));
+                }
                 text.push_str(&format!(
-                    "------------\n{} [{:>7.3}s] {} runs: {} passed, {} failed, {} warned, {} observed, {} skipped, {} errors",
+                    "------------\n{} [{:>7.3}s] {} runs: {} passed, {} failed, {} warned, {} observed, {} inconclusive, \
+                     {} setup failures, {} skipped, {} errors",
                     self.paint("1", "Summary"),
                     metadata.duration_ms as f64 / 1000.0,
                     s.total,
@@ -127,6 +145,8 @@ impl Reporter for TerminalReporter {
                     s.failed,
                     s.warned,
                     s.observed,
+                    s.inconclusive,
+                    s.setup_failures,
                     s.skipped,
                     s.errors
                 ));
@@ -137,6 +157,17 @@ impl Reporter for TerminalReporter {
                     ));
                 }
                 text.push_str(&format!(" (fail on: {})\n", self.fail_on.as_str()));
+                let judged = s.total - s.skipped;
+                if s.inconclusive > 0 && s.inconclusive * 2 >= judged {
+                    text.push_str(&format!(
+                        "{} {} of {judged} runs were inconclusive: the proxy refused their destinations by its access \
+                         policy, so their requirements were not exercised. See the preflight lines above for what it \
+                         refused; allow those destinations, or fit the harness to the policy (--origin-ports, \
+                         --origin-addr).\n",
+                        self.paint("1;33", "WARNING: most of this run was not judged."),
+                        s.inconclusive
+                    ));
+                }
                 self.out.write_all(text.as_bytes())?;
                 self.out.flush()?;
             }

@@ -46,6 +46,33 @@ impl Loaded {
         v.dedup();
         v
     }
+
+    /// Origins the scenario reaches through 127.0.0.1 or ::1 rather than through the origin's own address: by
+    /// `.name` (`localhost:PORT`), `.v6` (`[::1]:PORT`), or a hand-written host before the origin's port
+    /// (`127.0.0.1:{echo.port}`). The run must give these a set on 127.0.0.1 (see `origin::Pool`).
+    pub fn localhost_origins(&self) -> Vec<OriginKind> {
+        use super::template::{AddrForm, Piece};
+        let mut v = Vec::new();
+        for t in templates_of(&self.scenario).filter_map(|(_, s)| Template::parse(s).ok()) {
+            for (i, piece) in t.0.iter().enumerate() {
+                let Piece::Origin(kind, form) = piece else { continue };
+                let hand_written_host = matches!(form, AddrForm::Port | AddrForm::PortOffset(_))
+                    && i > 0
+                    && match &t.0[i - 1] {
+                        Piece::Lit(b) if b.ends_with(b":") => {
+                            !(b.as_slice() == b":" && i >= 2 && matches!(t.0[i - 2], Piece::Origin(_, AddrForm::Host)))
+                        }
+                        _ => false,
+                    };
+                if matches!(form, AddrForm::Name | AddrForm::V6) || hand_written_host {
+                    v.push(*kind);
+                }
+            }
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
 }
 
 /// One problem in a scenario file.

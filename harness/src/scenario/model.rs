@@ -91,6 +91,15 @@ pub struct ClientTls {
     /// is recorded as `observed` instead of judged at the scenario's level.
     #[serde(default)]
     pub may_refuse: bool,
+    /// The handshake itself is what the scenario checks: a handshake that fails twice is judged at the
+    /// scenario's level. Elsewhere it is a setup failure (`setup`), not a failure of the requirement.
+    #[serde(default)]
+    pub judge_handshake: bool,
+    /// Judge by difference: when the answer is not the expected one, the same request is sent again with a
+    /// control SNI (none, or the target's name when the scenario sends none). Outcomes that differ, a 421, or
+    /// a refusal that names SNI fail; the same refusal both ways is `inconclusive` (not about SNI).
+    #[serde(default)]
+    pub compare_sni: bool,
 }
 
 /// The destination a policy scenario probes: a port, an address, or both.

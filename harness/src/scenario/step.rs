@@ -497,6 +497,10 @@ pub struct OriginCheck {
     pub timeout_ms: Option<u64>,
     #[serde(default)]
     pub level: Option<Level>,
+    /// What a connection that should not have happened proves (placeholders allowed), added to the failure:
+    /// e.g. "the proxy dialled port {echo.port}, which is {echo.port+65536} mod 65536".
+    #[serde(default)]
+    pub evidence: Option<String>,
 }
 
 impl OriginCheck {

@@ -2,7 +2,9 @@
 //!
 //! Placeholders:
 //! - `{echo}` `{echo2}` `{silent}` `{banner}` `{sink}` `{closed}` `{tls}` `{http}`: the origin as
-//!   `127.0.0.1:PORT`; add `.port`, `.v6` (`[::1]:PORT`) or `.name` (`localhost:PORT`).
+//!   `127.0.0.1:PORT`; add `.port`, `.v6` (`[::1]:PORT`), `.name` (`localhost:PORT`), `.host` (the address
+//!   alone) or `.port+N` / `.port-N` (the port plus or minus N as a decimal, e.g. `{echo.port+65536}`: a port
+//!   that wraps onto the origin in 16 bits).
 //! - `{proxy}` (the proxy authority from its URL), `{proxy.name}`, `{proxy.port}`, `{proxy.addr}` (IP:port).
 //! - `{target}`: the scenario's target; `{auth}`: a `Proxy-Authorization` line (with CRLF) when credentials
 //!   are configured, else nothing; `{auth.basic}`: just the base64 credentials (for hand-built lines);
@@ -26,6 +28,11 @@ pub enum AddrForm {
     Name,
     /// `PORT`
     Port,
+    /// `PORT+N` or `PORT-N` as a decimal number (may be negative or above 65535): a port that a proxy reading
+    /// it into 16 or 32 bits wraps onto this origin, so a wrapped dial is seen at the origin.
+    PortOffset(i128),
+    /// The origin's IPv4 address without a port (`127.0.0.1`, or the address the origin set was given).
+    Host,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,7 +196,7 @@ fn parse_placeholder(inner: &str) -> Result<Piece, TemplateError> {
     let unknown = || {
         TemplateError(format!(
             "unknown placeholder {{{inner}}}; known: origins (echo, echo2, silent, banner, sink, closed, tls, \
-             http, with .port/.v6/.name), proxy (.name/.port/.addr), target, auth (.basic), token, hex:.., \
+             http, with .port/.v6/.name/.host/.port+N/.port-N), proxy (.name/.port/.addr), target, auth (.basic), token, hex:.., \
              repeat:N:text"
         ))
     };
@@ -199,6 +206,11 @@ fn parse_placeholder(inner: &str) -> Result<Piece, TemplateError> {
             Some("port") => AddrForm::Port,
             Some("v6") => AddrForm::V6,
             Some("name") => AddrForm::Name,
+            Some("host") => AddrForm::Host,
+            Some(p) if p.starts_with("port+") || p.starts_with("port-") => {
+                let n: i128 = p[5..].parse().map_err(|_| unknown())?;
+                AddrForm::PortOffset(if p.as_bytes()[4] == b'-' { -n } else { n })
+            }
             Some(_) => return Err(unknown()),
         };
         return Ok(Piece::Origin(kind, form));
@@ -228,6 +240,8 @@ mod tests {
                 AddrForm::Port => format!("{}", 1000 + kind as u16),
                 AddrForm::V6 => "[::1]:1".into(),
                 AddrForm::Name => "localhost:1".into(),
+                AddrForm::Host => "127.0.0.1".into(),
+                AddrForm::PortOffset(n) => (1000 + kind as i128 + n).to_string(),
             }
         }
         fn proxy(&self, _: &ProxyPart) -> String {
@@ -253,11 +267,23 @@ mod tests {
             b"CONNECT 127.0.0.1:1000 T:1\r\nProxy-Authorization: Basic eDp5\r\n{x}\x00\xffababtokeDp5".to_vec()
         );
         assert_eq!(t.origins().collect::<Vec<_>>(), vec![OriginKind::Echo]);
+        let wrap = Template::parse("{echo.port+65536} {echo.port-65536} {echo.host}").unwrap();
+        assert_eq!(wrap.expand(&E), b"66536 -64536 127.0.0.1".to_vec());
     }
 
     #[test]
     fn rejects_bad_placeholders() {
-        for bad in ["{ecko}", "{echo.port6}", "{hex:1}", "{repeat:x:a}", "{open", "close}", "{repeat:99999999:ab}"] {
+        for bad in [
+            "{ecko}",
+            "{echo.port6}",
+            "{echo.port+x}",
+            "{echo.port*2}",
+            "{hex:1}",
+            "{repeat:x:a}",
+            "{open",
+            "close}",
+            "{repeat:99999999:ab}",
+        ] {
             assert!(Template::parse(bad).is_err(), "{bad}");
         }
     }

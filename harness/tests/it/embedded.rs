@@ -14,7 +14,15 @@ async fn full_catalog_passes_on_both_transports() {
     assert!(out.contains("Summary") && out.contains("0 failed") && out.contains("0 errors"), "{out}");
 
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["schema_version"], 2);
+    // The preflight found the embedded proxy's policy open to the origins, by IPv4 at least, on both transports.
+    let probes = r["metadata"]["preflight"].as_array().unwrap();
+    for t in ["plain", "tls"] {
+        assert!(
+            probes.iter().any(|p| p["transport"] == t && p["kind"] == "ipv4" && p["answer"] == "tunnel"),
+            "{probes:?}"
+        );
+    }
     assert_eq!(r["metadata"]["transports"], serde_json::json!(["plain", "tls"]));
     let results = r["results"].as_array().unwrap();
     assert_eq!(r["summary"]["total"].as_u64().unwrap() as usize, results.len());

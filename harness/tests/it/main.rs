@@ -10,3 +10,4 @@ mod matrix;
 mod negative;
 mod schema;
 mod support;
+mod verdicts;

@@ -1,0 +1,177 @@
+//! Opening a connection to the proxy (TCP, then TLS on the `tls` transport) with the SNI and ALPN a scenario
+//! asks for, retried once: a proxy that drops one handshake is a setup problem of that moment, not a failure
+//! of whatever the scenario was about. The caller decides what a failure that survives the retry means.
+
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::time::Instant;
+
+use super::{ProxyEndpoint, ProxyTls, Settings};
+use crate::client::{self, Conn, TlsError, tls::CertCheck, tls::ProxyTrust, transcript::Transcript};
+
+/// The TLS settings of one connection to the proxy.
+#[derive(Debug, Clone, Default)]
+pub struct TlsChoice {
+    /// The SNI to send (None: no server_name extension; an IP address is never sent, RFC 6066 §3).
+    pub sni: Option<String>,
+    pub alpn: Vec<String>,
+}
+
+/// Why the connection could not be opened (after the retry, where one applies).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The proxy accepted the TCP connection and reset it: proxy behaviour, not unreachability.
+    #[error("{0}")]
+    AcceptedThenReset(String),
+    /// No TCP connection, twice.
+    #[error("{first}; retried: {second}")]
+    Connect { first: String, second: String },
+    /// The proxy URL's host is not a valid server name.
+    #[error("{0:?} is not a valid server name")]
+    BadName(String),
+    /// The TLS configuration could not be built.
+    #[error("{0}")]
+    Config(String),
+    /// The certificate chain is not trusted by the given CA: a setup mistake, not retried.
+    #[error("the proxy's certificate chain is not trusted by the given CA: {0}")]
+    Untrusted(TlsError),
+    /// The handshake failed or timed out, twice.
+    #[error("{first}; retried: {second}")]
+    Handshake { first: TlsError, second: TlsError },
+}
+
+impl OpenError {
+    /// Whether the proxy stalled (no answer before a deadline) at least once.
+    pub fn timed_out(&self) -> bool {
+        match self {
+            OpenError::Handshake { first, second } => *first == TlsError::TimedOut || *second == TlsError::TimedOut,
+            OpenError::Connect { first, second } => first.contains("timed out") || second.contains("timed out"),
+            _ => false,
+        }
+    }
+}
+
+/// What the SNI setting sends: rustls never sends an IP address as SNI.
+pub fn sni_sent(name: Option<&str>) -> Option<String> {
+    match name.and_then(|n| ServerName::try_from(n.to_string()).ok()) {
+        Some(ServerName::DnsName(d)) => Some(d.as_ref().to_string()),
+        _ => None,
+    }
+}
+
+/// Pause before the retry, so a proxy that is busy for a moment gets the moment.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Opens a connection to the proxy, retrying once after a failed TCP connect or TLS handshake. Returns the
+/// connection and, on the `tls` transport, the TLS facts of the attempt that counted; on failure, the error,
+/// the facts of the last attempt and the transcript.
+pub async fn open(
+    ep: &ProxyEndpoint,
+    settings: &Settings,
+    choice: &TlsChoice,
+    mut transcript: Transcript,
+) -> Result<(Conn, Option<ProxyTls>), (OpenError, Option<ProxyTls>, Transcript)> {
+    // The first failure, as (what, whether it was a TLS error).
+    let mut first: Option<(String, Option<TlsError>)> = None;
+    for attempt in 0..2 {
+        if let Some((what, _)) = &first {
+            transcript.event(format!("retrying once after: {what}"));
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+        let deadline = Instant::now() + settings.step_timeout;
+        let failure: (String, Option<TlsError>, Option<ProxyTls>) = match client::connect_tcp(ep.addr, deadline).await {
+            Err(e) if e.accepted_then_reset() => {
+                return Err((OpenError::AcceptedThenReset(e.to_string()), None, transcript));
+            }
+            Err(e) => (e.to_string(), None, None),
+            Ok(tcp) => {
+                transcript.event(format!("connected to the proxy at {} ({})", ep.addr, ep.transport.as_str()));
+                let mut conn = Conn::new(tcp, transcript);
+                if ep.transport == crate::scenario::Transport::Plain {
+                    return Ok((conn, None));
+                }
+                match handshake(&mut conn, ep, choice, deadline).await {
+                    Ok(facts) => return Ok((conn, Some(facts))),
+                    Err((HandshakeError::Fatal(e), facts)) => {
+                        return Err((e, facts, std::mem::replace(&mut conn.transcript, Transcript::empty())));
+                    }
+                    Err((HandshakeError::Retry(e), facts)) => {
+                        conn.reset_quietly();
+                        transcript = std::mem::replace(&mut conn.transcript, Transcript::empty());
+                        (e.to_string(), Some(e), facts)
+                    }
+                }
+            }
+        };
+        let (what, tls_error, facts) = failure;
+        if attempt == 0 {
+            first = Some((what, tls_error));
+            continue;
+        }
+        let (first_what, first_tls) = first.take().expect("set on the first attempt");
+        let error = match (first_tls, tls_error) {
+            (Some(a), Some(b)) => OpenError::Handshake { first: a, second: b },
+            (_, _) => OpenError::Connect { first: first_what, second: what },
+        };
+        return Err((error, facts, transcript));
+    }
+    unreachable!("the second attempt always returns")
+}
+
+enum HandshakeError {
+    /// Not worth a retry (configuration, untrusted chain).
+    Fatal(OpenError),
+    /// The handshake failed or timed out.
+    Retry(TlsError),
+}
+
+/// One TLS handshake with the proxy; the facts are returned whatever happened.
+async fn handshake(
+    conn: &mut Conn,
+    ep: &ProxyEndpoint,
+    choice: &TlsChoice,
+    deadline: Instant,
+) -> Result<ProxyTls, (HandshakeError, Option<ProxyTls>)> {
+    let sni_sent = sni_sent(choice.sni.as_deref());
+    let mut facts = ProxyTls {
+        sni_sent: sni_sent.clone(),
+        alpn_offered: choice.alpn.clone(),
+        alpn_selected: None,
+        cert: CertCheck::default(),
+    };
+    let Ok(proxy_name) = ServerName::try_from(ep.host.clone()) else {
+        return Err((HandshakeError::Fatal(OpenError::BadName(ep.host.clone())), Some(facts)));
+    };
+    let trust = ep.trust.clone().unwrap_or(ProxyTrust::Insecure);
+    let (config, cell) =
+        match client::tls::proxy_client_config(&trust, proxy_name.clone(), sni_sent.is_some(), &choice.alpn) {
+            Ok(c) => c,
+            Err(e) => return Err((HandshakeError::Fatal(OpenError::Config(e)), Some(facts))),
+        };
+    let connect_name = match &sni_sent {
+        Some(n) => ServerName::try_from(n.clone()).unwrap_or(proxy_name),
+        None => proxy_name,
+    };
+    let result = conn.start_tls(config, connect_name, deadline).await;
+    facts.cert = cell.lock().expect("cert check lock").clone();
+    match result {
+        Ok(alpn) => {
+            facts.alpn_selected = alpn;
+            if facts.cert.valid_for_sni == Some(false) || facts.cert.valid_for_proxy_name == Some(false) {
+                conn.transcript.event(format!(
+                    "proxy certificate name check: valid for proxy name {:?}, for SNI {:?} (recorded, not fatal)",
+                    facts.cert.valid_for_proxy_name, facts.cert.valid_for_sni
+                ));
+            }
+            Ok(facts)
+        }
+        Err(e) if facts.cert.chain_trusted == Some(false) => {
+            Err((HandshakeError::Fatal(OpenError::Untrusted(e)), Some(facts)))
+        }
+        Err(e) => {
+            conn.transcript.event(e.to_string());
+            Err((HandshakeError::Retry(e), Some(facts)))
+        }
+    }
+}
