@@ -327,10 +327,11 @@ async fn connect_request(
             AuthCheck::Missing => "proxy authentication required",
             _ => "invalid proxy credentials",
         };
-        return Err(Some(
-            ErrorResponse::new(407, ErrorType::ProxyInternalResponse, details)
-                .with_field("Proxy-Authenticate", auth.challenge()),
-        ));
+        let refusal = ErrorResponse::new(407, ErrorType::ProxyInternalResponse, details);
+        if config.has_fault(F::ProxyAuthenticateMissing) {
+            return Err(Some(refusal));
+        }
+        return Err(Some(refusal.with_field("Proxy-Authenticate", auth.challenge())));
     }
     sni_faults(req, config, log)?;
     let (host, port) = match (&req.host_field, config.has_fault(F::RouteByHost)) {

@@ -116,6 +116,8 @@ pub enum Fault {
     LoseLastClientBytes,
     /// Allow tunnels only to ports 443 and 563, whatever the configuration says (the Squid/ATS default lists, hard-coded).
     SslPortsOnly,
+    /// Answer 407 without a Proxy-Authenticate challenge.
+    ProxyAuthenticateMissing,
     /// On the TLS listener, read the ClientHello and never answer (a stalled handshake, neither completed nor
     /// aborted with an alert).
     StallTlsHandshake,
@@ -125,7 +127,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 56] = [
+    pub const ALL: [Fault; 57] = [
         Fault::SniMustMatchTarget,
         Fault::ContentLengthIn2xx,
         Fault::TransferEncodingIn2xx,
@@ -182,6 +184,7 @@ impl Fault {
         Fault::SslPortsOnly,
         Fault::NoSpaceAfterStatus,
         Fault::StallTlsHandshake,
+        Fault::ProxyAuthenticateMissing,
     ];
 
     /// The kebab-case name used on the command line and in TOML.
@@ -204,6 +207,7 @@ impl Fault {
             Fault::IgnorePolicy => "ignore-policy",
             Fault::LaxPort => "lax-port",
             Fault::StallTlsHandshake => "stall-tls-handshake",
+            Fault::ProxyAuthenticateMissing => "407-without-proxy-authenticate",
             Fault::PortWraps32 => "port-wraps-32",
             Fault::StripUserinfo => "strip-userinfo",
             Fault::AcceptAbsoluteForm => "accept-absolute-form",

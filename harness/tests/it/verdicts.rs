@@ -212,3 +212,28 @@ async fn a_proxy_that_allows_only_port_443_is_tested_with_its_policy_untouched()
     let passed = results.iter().filter(|r| r.verdict == Verdict::Pass).count();
     assert!(passed >= results.len() / 2, "only {passed} of {} passed:\n{}", results.len(), show(&results));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origins_on_another_address_leave_out_what_needs_localhost() {
+    let other: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let pool = Pool::with(Placement { ports: None, addrs: vec![other], sets: 8 }).await.unwrap();
+    let scenarios =
+        catalog(|l| l.file.ends_with("/rfc9110-9.3.6-tunnel.toml") || l.scenario.id.starts_with("tls/matrix/"));
+    let results = run(ProxyConfig::for_testing(), scenarios, pool).await;
+    let bad: Vec<ScenarioResult> = results
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::Error | Verdict::Setup))
+        .cloned()
+        .collect();
+    assert!(bad.is_empty(), "{}", show(&bad));
+    // The tunnels went to 127.0.0.2, and the `localhost` targets were skipped with the reason.
+    let passed: Vec<&ScenarioResult> = results.iter().filter(|r| r.verdict == Verdict::Pass).collect();
+    assert!(!passed.is_empty());
+    for r in passed.iter().filter(|r| !r.origins.is_empty()) {
+        let sent = r.transcript.as_ref().map(|t| t.entries.iter().map(|e| e.data.clone()).collect::<String>());
+        assert!(sent.unwrap_or_default().contains("CONNECT 127.0.0.2:"), "{}: not to 127.0.0.2", r.id);
+    }
+    let skipped = results.iter().find(|r| r.id == "tls/matrix/sni-proxy-name/host-target").unwrap();
+    assert_eq!(skipped.verdict, Verdict::Skip);
+    assert!(skipped.reason.as_deref().unwrap_or_default().contains("127.0.0.1"), "{:?}", skipped.reason);
+}
