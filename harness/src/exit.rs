@@ -11,6 +11,9 @@ pub const USAGE: u8 = 2;
 /// The harness could not run: the proxy is unreachable, an origin could not bind, or a scenario ended in
 /// `error` (a harness-side problem, kept apart from the proxy failing).
 pub const CANNOT_RUN: u8 = 3;
+/// Nothing was judged: every run was skipped, inconclusive (refused by the proxy's policy) or a setup failure,
+/// so a green result would claim what was never checked.
+pub const NOTHING_JUDGED: u8 = 4;
 
 /// The exit code for a finished run.
 pub fn for_results(results: &[ScenarioResult], fail_on: Level) -> u8 {
@@ -18,6 +21,8 @@ pub fn for_results(results: &[ScenarioResult], fail_on: Level) -> u8 {
         CANNOT_RUN
     } else if results.iter().any(|r| r.counts_as_failure(fail_on)) {
         FAILURES
+    } else if !results.iter().any(|r| matches!(r.verdict, Verdict::Pass | Verdict::Observed | Verdict::Warn)) {
+        NOTHING_JUDGED
     } else {
         OK
     }

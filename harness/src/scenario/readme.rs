@@ -65,3 +65,112 @@ pub fn render(sources: &[(String, String)], scenarios: &[Arc<Loaded>]) -> String
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
+
+/// The requirement catalog (`docs/requirements.md`) against the scenarios: its row ids, and what the scenarios
+/// cite. Rows are table lines starting `| X01 ` in §2; §9 lists rows without a scenario, with the reason.
+pub mod catalog {
+    use std::{
+        collections::{BTreeMap, BTreeSet},
+        sync::Arc,
+    };
+
+    use crate::scenario::Loaded;
+
+    fn row_id(line: &str) -> Option<&str> {
+        let rest = line.strip_prefix("| ")?;
+        let id = rest.split([' ', '|']).next()?;
+        let b = id.as_bytes();
+        (b.len() >= 2 && b[0].is_ascii_uppercase() && b[1..].iter().all(u8::is_ascii_digit)).then_some(id)
+    }
+
+    /// (rows of the catalog, rows listed as not covered) from the document.
+    pub fn parse(doc: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+        let mut rows = BTreeSet::new();
+        let mut uncovered = BTreeSet::new();
+        let mut in_nine = false;
+        for line in doc.lines() {
+            if line.starts_with("## ") {
+                in_nine = line.starts_with("## 9.");
+            }
+            if let Some(id) = row_id(line) {
+                if in_nine {
+                    uncovered.insert(id.to_string())
+                } else {
+                    rows.insert(id.to_string())
+                };
+            }
+        }
+        (rows, uncovered)
+    }
+
+    /// Problems: cited ids that are not rows, rows neither covered nor listed in §9, and §9 entries that are
+    /// covered after all (stale) or are not rows.
+    pub fn problems(doc: &str, all: &[Arc<Loaded>]) -> Vec<String> {
+        let (rows, uncovered) = parse(doc);
+        let cited = cited(all);
+        let mut out = Vec::new();
+        for (id, by) in &cited {
+            if !rows.contains(id) {
+                out.push(format!("{} cite {id}, which is not a row of docs/requirements.md", by.join(", ")));
+            }
+        }
+        for id in &rows {
+            if !cited.contains_key(id) && !uncovered.contains(id) {
+                out.push(format!("row {id} has no scenario and is not listed in §9 with the reason"));
+            }
+        }
+        for id in &uncovered {
+            if cited.contains_key(id) {
+                out.push(format!("row {id} is listed in §9 as not covered, but {} cite it", cited[id].join(", ")));
+            }
+            if !rows.contains(id) {
+                out.push(format!("§9 lists {id}, which is not a row"));
+            }
+        }
+        out
+    }
+
+    fn cited(all: &[Arc<Loaded>]) -> BTreeMap<String, Vec<String>> {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for l in all {
+            for id in &l.scenario.catalog {
+                m.entry(id.clone()).or_default().push(l.scenario.id.clone());
+            }
+        }
+        m
+    }
+
+    /// `docs/coverage.md`: for every row, the scenarios that cite it (and their levels), or why none does.
+    pub fn coverage(doc: &str, all: &[Arc<Loaded>]) -> String {
+        let (rows, uncovered) = parse(doc);
+        let levels: BTreeMap<&str, &str> =
+            all.iter().map(|l| (l.scenario.id.as_str(), l.scenario.level.as_str())).collect();
+        let cited = cited(all);
+        let mut o = String::from(
+            "# Catalog coverage\n\n<!-- Generated from docs/requirements.md and the scenarios by \
+             `UPDATE_README=1 cargo test -p harness --test it catalog`; do not edit. -->\n\n\
+             | row | scenarios (level) |\n|---|---|\n",
+        );
+        for id in &rows {
+            let cell = match cited.get(id) {
+                Some(ids) => {
+                    let mut ids = ids.clone();
+                    ids.sort();
+                    ids.dedup();
+                    let n = ids.len();
+                    let shown: Vec<String> = ids
+                        .iter()
+                        .take(12)
+                        .map(|s| format!("`{s}` ({})", levels.get(s.as_str()).unwrap_or(&"?")))
+                        .collect();
+                    let more = if n > 12 { format!(" and {} more", n - 12) } else { String::new() };
+                    format!("{}{more}", shown.join(", "))
+                }
+                None if uncovered.contains(id) => "not covered: see docs/requirements.md §9".to_string(),
+                None => "NOT COVERED".to_string(),
+            };
+            o.push_str(&format!("| {id} | {cell} |\n"));
+        }
+        o
+    }
+}

@@ -25,3 +25,22 @@ fn scenarios_readme_is_current() {
         );
     }
 }
+
+#[test]
+fn requirement_catalog_rows_are_cited_or_explained() {
+    use harness::scenario::readme::catalog;
+    let all = load(&embedded_sources()).unwrap();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let doc = std::fs::read_to_string(format!("{root}/docs/requirements.md")).expect("docs/requirements.md");
+    let problems = catalog::problems(&doc, &all);
+    assert!(problems.is_empty(), "docs/requirements.md and the scenarios disagree:\n{}", problems.join("\n"));
+    let (rows, _) = catalog::parse(&doc);
+    assert!(rows.len() >= 100, "only {} rows parsed", rows.len());
+    let want = catalog::coverage(&doc, &all);
+    let path = format!("{root}/docs/coverage.md");
+    if std::env::var_os("UPDATE_README").is_some() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(have == want, "docs/coverage.md is out of date: `UPDATE_README=1 cargo test -p harness --test it catalog`");
+}

@@ -122,3 +122,11 @@ async fn fail_on_should_counts_warnings() {
     let (code, out) = support::run(&args).await;
     assert_eq!(code, exit::FAILURES, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_where_nothing_was_judged_is_exit_4() {
+    // The authentication scenarios without --proxy-user: every run is skipped.
+    let (code, out) = support::run(&["--only", "rfc9110/11.7.1/*"]).await;
+    assert_eq!(code, exit::NOTHING_JUDGED, "{out}");
+    assert!(out.contains("skipped"), "{out}");
+}
