@@ -586,6 +586,7 @@ async fn tunnel(
         lose_last_client_bytes: config.has_fault(F::LoseLastClientBytes),
         corrupt: config.has_fault(F::CorruptTunnelBytes),
         half_close_closes_both: config.has_fault(F::HalfCloseClosesBoth),
+        no_close_notify: config.has_fault(F::NoCloseNotify),
     };
     let idle = config.limits.idle_timeout;
     let reason = match client {

@@ -116,6 +116,9 @@ pub enum Fault {
     LoseLastClientBytes,
     /// Allow tunnels only to ports 443 and 563, whatever the configuration says (the Squid/ATS default lists, hard-coded).
     SslPortsOnly,
+    /// When the target closes, close the client's TLS connection with a bare TCP FIN, no close_notify alert
+    /// (Apache mod_proxy_connect on a TLS listener).
+    NoCloseNotify,
     /// Answer 407 without a Proxy-Authenticate challenge.
     ProxyAuthenticateMissing,
     /// On the TLS listener, read the ClientHello and never answer (a stalled handshake, neither completed nor
@@ -127,7 +130,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 57] = [
+    pub const ALL: [Fault; 58] = [
         Fault::SniMustMatchTarget,
         Fault::ContentLengthIn2xx,
         Fault::TransferEncodingIn2xx,
@@ -185,6 +188,7 @@ impl Fault {
         Fault::NoSpaceAfterStatus,
         Fault::StallTlsHandshake,
         Fault::ProxyAuthenticateMissing,
+        Fault::NoCloseNotify,
     ];
 
     /// The kebab-case name used on the command line and in TOML.
@@ -208,6 +212,7 @@ impl Fault {
             Fault::LaxPort => "lax-port",
             Fault::StallTlsHandshake => "stall-tls-handshake",
             Fault::ProxyAuthenticateMissing => "407-without-proxy-authenticate",
+            Fault::NoCloseNotify => "no-close-notify",
             Fault::PortWraps32 => "port-wraps-32",
             Fault::StripUserinfo => "strip-userinfo",
             Fault::AcceptAbsoluteForm => "accept-absolute-form",

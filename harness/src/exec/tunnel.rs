@@ -235,7 +235,8 @@ pub(super) async fn expect_banner(
     // A connection that ends with an error after the whole banner (over TLS: a TCP FIN without close_notify)
     // delivered the banner; as in `expect_eof`, the end counts. The missing close_notify is RFC 9112 §9.8's
     // business, not this step's.
-    let eof = matches!(ev, ReadEvent::Eof) || (matches!(ev, ReadEvent::Error(_)) && got == *banner);
+    let strict = b.close_notify && st.transport == crate::scenario::Transport::Tls;
+    let eof = matches!(ev, ReadEvent::Eof) || (!strict && matches!(ev, ReadEvent::Error(_)) && got == *banner);
     let mut r = if got == *banner && eof {
         let end = match &ev {
             ReadEvent::Error(e) => format!("then the connection ended with an error ({e})"),
@@ -259,7 +260,12 @@ pub(super) async fn expect_banner(
             ReadEvent::Data(_) => "and more".to_string(),
         };
         let result = if matches!(ev, ReadEvent::Timeout) { StepResult::TimedOut } else { StepResult::Mismatch };
-        StepReport::new(index, kind, lvl, result, format!("{what}, {end}"))
+        let why = if strict && got == *banner && matches!(ev, ReadEvent::Error(_)) {
+            format!("{what}, {end}: the proxy closed the TLS connection without a close_notify alert")
+        } else {
+            format!("{what}, {end}")
+        };
+        StepReport::new(index, kind, lvl, result, why)
     };
     if r.result != StepResult::Passed {
         r.acceptable = vec![format!("the {}-byte banner, then EOF", banner.len())];

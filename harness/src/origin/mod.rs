@@ -94,8 +94,8 @@ pub struct OriginSet {
     pub tls_cert: CertificateDer<'static>,
     pub banner: Arc<Vec<u8>>,
     _tasks: JoinSet<()>,
-    /// Holds the `closed` origin's port.
-    _closed: Option<socket2::Socket>,
+    /// Holds the `closed` origin's port, and the `unanswered` origin's full listener with what fills it.
+    _held: Vec<socket2::Socket>,
 }
 
 impl OriginSet {
@@ -124,7 +124,7 @@ impl OriginSet {
         let log = Arc::new(OriginLog::default());
         let mut tasks = JoinSet::new();
         let mut addrs = HashMap::new();
-        let mut reserved = None;
+        let mut held = Vec::new();
         let mut ipv6 = shared.ipv6;
         for (i, kind) in OriginKind::ALL.into_iter().enumerate() {
             if fixed.is_none() && !kinds.contains(&kind) {
@@ -134,7 +134,13 @@ impl OriginSet {
             if kind == OriginKind::Closed {
                 let (addr, socket) = closed_port(want)?;
                 addrs.insert(kind, addr);
-                reserved = Some(socket);
+                held.push(socket);
+                continue;
+            }
+            if kind == OriginKind::Unanswered {
+                let (addr, sockets) = unanswered_port(want).await?;
+                addrs.insert(kind, addr);
+                held.extend(sockets);
                 continue;
             }
             // `[::1]:PORT` is offered beside `127.0.0.1:PORT` only.
@@ -155,7 +161,7 @@ impl OriginSet {
             tls_cert: shared.identity.cert.clone(),
             banner: shared.banner.clone(),
             _tasks: tasks,
-            _closed: reserved,
+            _held: held,
         })
     }
 }
@@ -168,6 +174,28 @@ fn closed_port(addr: SocketAddr) -> Result<(SocketAddr, socket2::Socket), Origin
     s.bind(&addr.into()).map_err(err)?;
     let bound = s.local_addr().map_err(err)?.as_socket().unwrap_or(addr);
     Ok((bound, s))
+}
+
+/// A port where connecting never completes: a listener with a backlog of 0 whose accept queue is filled by
+/// connections of our own (never accepted), so the kernel drops further SYNs. Nothing is ever recorded there.
+async fn unanswered_port(addr: SocketAddr) -> Result<(SocketAddr, Vec<socket2::Socket>), OriginError> {
+    let err = |source| OriginError::Bind { origin: "unanswered", addr, source };
+    let domain = socket2::Domain::for_address(addr);
+    let l = socket2::Socket::new(domain, socket2::Type::STREAM, None).map_err(err)?;
+    l.bind(&addr.into()).map_err(err)?;
+    l.listen(0).map_err(err)?;
+    let bound = l.local_addr().map_err(err)?.as_socket().unwrap_or(addr);
+    let mut held = vec![l];
+    for _ in 0..4 {
+        let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).map_err(err)?;
+        s.set_nonblocking(true).map_err(err)?;
+        // In progress or done: either way it occupies the queue.
+        let _ = s.connect(&bound.into());
+        held.push(s);
+    }
+    // Let the fillers' handshakes complete, so the queue is full before a proxy dials.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    Ok((bound, held))
 }
 
 /// Binds `want` and, if asked, [::1] on the same port (retrying ephemeral picks that collide).
@@ -219,7 +247,7 @@ async fn accept_loop(
                     OriginKind::Banner => { conns.spawn(servers::banner(s, rec, banner.clone())); }
                     OriginKind::Http => { conns.spawn(servers::http(s, rec)); }
                     OriginKind::Tls => { conns.spawn(servers::tls(s, rec, identity.clone())); }
-                    OriginKind::Closed => {}
+                    OriginKind::Closed | OriginKind::Unanswered => {}
                 }
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}

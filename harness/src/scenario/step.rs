@@ -389,6 +389,10 @@ impl<'de> Deserialize<'de> for StatusSet {
 pub struct ExpectBanner {
     #[serde(default)]
     pub level: Option<Level>,
+    /// Over TLS, the end must be a TLS close (close_notify), not a bare TCP FIN (RFC 9112 §9.8). Without it an
+    /// end right after the whole banner counts, however it came.
+    #[serde(default)]
+    pub close_notify: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -431,10 +435,13 @@ pub enum OriginKind {
     Tls,
     /// Answers any HTTP request with 200 and a small body.
     Http,
+    /// A port where the TCP handshake never completes: a listener whose accept queue is full drops every SYN
+    /// (a black hole on loopback). A proxy may only answer with a timeout or an error, never a 2xx.
+    Unanswered,
 }
 
 impl OriginKind {
-    pub const ALL: [OriginKind; 8] = [
+    pub const ALL: [OriginKind; 9] = [
         OriginKind::Echo,
         OriginKind::Echo2,
         OriginKind::Silent,
@@ -443,6 +450,7 @@ impl OriginKind {
         OriginKind::Closed,
         OriginKind::Tls,
         OriginKind::Http,
+        OriginKind::Unanswered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -455,6 +463,7 @@ impl OriginKind {
             OriginKind::Closed => "closed",
             OriginKind::Tls => "tls",
             OriginKind::Http => "http",
+            OriginKind::Unanswered => "unanswered",
         }
     }
 

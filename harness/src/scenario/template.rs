@@ -195,7 +195,7 @@ fn parse_placeholder(inner: &str) -> Result<Piece, TemplateError> {
     };
     let unknown = || {
         TemplateError(format!(
-            "unknown placeholder {{{inner}}}; known: origins (echo, echo2, silent, banner, sink, closed, tls, \
+            "unknown placeholder {{{inner}}}; known: origins (echo, echo2, silent, banner, sink, closed, tls, unanswered, \
              http, with .port/.v6/.name/.host/.port+N/.port-N), proxy (.name/.port/.addr), target, auth (.basic), token, hex:.., \
              repeat:N:text"
         ))

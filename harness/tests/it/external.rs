@@ -55,23 +55,23 @@ async fn https_proxy_by_name_with_cacert_and_connect_to() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origins_stay_inside_the_given_port_range() {
-    // Find a free range of two origin sets (16 ports); retry elsewhere if something else holds a port.
+    // Find a free range of two origin sets (18 ports); retry elsewhere if something else holds a port.
     for base in (43_000u16..60_000).step_by(1_237).take(10) {
-        let Ok(pool) = Pool::new(Some(base..=base + 15)).await else {
+        let Ok(pool) = Pool::new(Some(base..=base + 17)).await else {
             continue;
         };
         let Ok(a) = pool.lease(&OriginKind::ALL).await else { continue };
         let Ok(b) = pool.lease(&OriginKind::ALL).await else { continue };
         for kind in OriginKind::ALL {
             for set in [&a, &b] {
-                assert!((base..=base + 15).contains(&set.port(kind)), "{kind:?} outside the range");
+                assert!((base..=base + 17).contains(&set.port(kind)), "{kind:?} outside the range");
             }
         }
         assert_ne!(a.port(OriginKind::Echo), b.port(OriginKind::Echo));
         assert_eq!(pool.capacity(), Some(2));
         drop((a, b));
         drop(pool);
-        let port = base.to_string() + "-" + &(base + 15).to_string();
+        let port = base.to_string() + "-" + &(base + 17).to_string();
         let (code, out) = support::run(&["--origin-ports", &port, "--only", "rfc9110/9.3.6/tunnel-*"]).await;
         assert_eq!(code, exit::OK, "{out}");
         assert!(out.contains("2 jobs"), "jobs are capped by the origin sets: {out}");
@@ -83,7 +83,7 @@ async fn origins_stay_inside_the_given_port_range() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_dial_does_not_land_in_the_next_scenario() {
     for base in (47_000u16..60_000).step_by(997).take(10) {
-        let Ok(pool) = Pool::new(Some(base..=base + 7)).await else { continue };
+        let Ok(pool) = Pool::new(Some(base..=base + 8)).await else { continue };
         let first = pool.lease(&OriginKind::ALL).await.unwrap();
         let echo = first.addr(OriginKind::Echo);
         let _during = tokio::net::TcpStream::connect(echo).await.unwrap();

@@ -41,6 +41,11 @@ fn assert_all_failed(r: &Value, out: &str) {
     let v = verdicts(r);
     assert!(v.iter().any(|(_, verdict, _)| verdict == "fail"), "{out}");
     for (id, verdict, reason) in &v {
+        // Its requirement is "no 2xx before the connection exists", and a timeout is an acceptable outcome:
+        // silence meets it.
+        if id == "rfc9110/9.3.6/2xx-after-connect-silent-target" {
+            continue;
+        }
         assert!(verdict != "pass", "{id} passed against a hostile proxy: {reason}");
         assert!(verdict != "error", "{id}: a hostile proxy is the proxy failing, not the harness: {reason}");
     }

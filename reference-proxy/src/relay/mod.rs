@@ -108,11 +108,18 @@ pub(crate) struct RelayFaults {
     pub lose_last_client_bytes: bool,
     pub corrupt: bool,
     pub half_close_closes_both: bool,
+    /// When the upstream closes, close the client's connection without shutting its stream down first: over
+    /// TLS, a TCP FIN with no close_notify alert (and, as under `half_close_closes_both`, both sides end).
+    pub no_close_notify: bool,
 }
 
 impl RelayFaults {
     fn any(&self) -> bool {
-        self.lose_last_upstream_bytes || self.lose_last_client_bytes || self.corrupt || self.half_close_closes_both
+        self.lose_last_upstream_bytes
+            || self.lose_last_client_bytes
+            || self.corrupt
+            || self.half_close_closes_both
+            || self.no_close_notify
     }
 }
 
@@ -199,7 +206,7 @@ where
     let up = pump(cr, uw, Dir::Up, traffic, faults);
     let down = pump(ur, cw, Dir::Down, traffic, faults);
     let both = async {
-        if faults.half_close_closes_both {
+        if faults.half_close_closes_both || faults.no_close_notify {
             // Whichever side finishes first ends the tunnel.
             tokio::select! {
                 r = up => r,
@@ -257,6 +264,10 @@ where
     }
     // EOF: `held` (the upstream's last chunk) is dropped here under the fault.
     drop(held);
+    if faults.no_close_notify && dir == Dir::Down {
+        // Everything written goes out, but the stream is not shut down: the connection is then just dropped.
+        return w.flush().await.map_err(|error| DirError { side: write_side, error });
+    }
     match w.shutdown().await {
         Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(DirError { side: write_side, error: e }),
         _ => Ok(()),
