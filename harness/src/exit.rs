@@ -21,7 +21,10 @@ pub fn for_results(results: &[ScenarioResult], fail_on: Level) -> u8 {
         CANNOT_RUN
     } else if results.iter().any(|r| r.counts_as_failure(fail_on)) {
         FAILURES
-    } else if !results.iter().any(|r| matches!(r.verdict, Verdict::Pass | Verdict::Observed | Verdict::Warn)) {
+    } else if !results
+        .iter()
+        .any(|r| matches!(r.verdict, Verdict::Pass | Verdict::Observed | Verdict::Warn | Verdict::Fail))
+    {
         NOTHING_JUDGED
     } else {
         OK

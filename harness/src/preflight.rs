@@ -172,6 +172,32 @@ impl Preflight {
         by_host.or_else(|| outside.then(|| refused(ProbeKind::PortOutsideRange)).flatten())
     }
 
+    /// Whether the preflight opened a tunnel to this kind of destination (same host kind, and a port inside the
+    /// origin range when there is one): then a refusal of it is not the proxy's policy for that kind.
+    pub fn tunnelled_like(
+        &self,
+        transport: Transport,
+        dest: &Destination,
+        range: Option<&std::ops::RangeInclusive<u16>>,
+    ) -> bool {
+        let kind = match &dest.host {
+            DestHost::Ip(IpAddr::V4(_)) => ProbeKind::Ipv4,
+            DestHost::Ip(IpAddr::V6(_)) => ProbeKind::Ipv6,
+            DestHost::Name(_) => ProbeKind::Name,
+        };
+        let inside = match (range, dest.port) {
+            (Some(r), Some(p)) => u16::try_from(p).is_ok_and(|p| r.contains(&p)),
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        inside
+            && self.probes.iter().any(|p| {
+                p.transport == transport
+                    && p.kind == kind
+                    && matches!(p.answer, ProbeAnswer::Tunnel | ProbeAnswer::TunnelBroken)
+            })
+    }
+
     /// Why the suite cannot run: the proxy answered the IPv4 CONNECT to the echo origin with a refusal on some
     /// transport (policy, credentials, 400, or a failed connect). A proxy that does not answer at all, or breaks
     /// the tunnel, is not stopped here: the suite then shows how it misbehaves.
@@ -223,7 +249,11 @@ pub async fn run(
 ) -> Preflight {
     let mut probes = Vec::new();
     for ep in endpoints {
-        let origins = match pool.lease_with(&[OriginKind::Echo], &[]).await {
+        // A set with the echo origin on 127.0.0.1 where the placement has one, so `localhost` and `[::1]` can be
+        // probed on every transport.
+        let on_localhost: &[OriginKind] =
+            if pool.localhost_unavailable(&[OriginKind::Echo]).is_none() { &[OriginKind::Echo] } else { &[] };
+        let origins = match pool.lease_with(&[OriginKind::Echo], on_localhost).await {
             Ok(o) => o,
             Err(e) => {
                 probes.push(Probe {
@@ -291,9 +321,32 @@ async fn outside_listener(
 
 const PROBE_BYTES: &[u8] = b"connect-harness preflight\n";
 
-/// One CONNECT, then (after a 2xx) a few bytes echoed through the tunnel.
+/// One CONNECT, then (after a 2xx) a few bytes echoed through the tunnel. Over TLS a refusal is tried once more
+/// without SNI: a proxy that compares SNI with the target must not stop the run here (the SNI scenarios judge
+/// that), so the answer without SNI counts and both are shown.
 async fn probe(ep: &ProxyEndpoint, settings: &Settings, target: &str) -> (ProbeAnswer, Option<u16>, String) {
-    let choice = connect::TlsChoice { sni: Some(ep.host.clone()), alpn: Vec::new() };
+    let first = probe_with(ep, settings, target, Some(ep.host.clone())).await;
+    if ep.transport != Transport::Tls || matches!(first.0, ProbeAnswer::Tunnel | ProbeAnswer::NoAnswer) {
+        return first;
+    }
+    if connect::sni_sent(Some(&ep.host)).is_none() {
+        return first;
+    }
+    let second = probe_with(ep, settings, target, None).await;
+    if matches!(second.0, ProbeAnswer::Tunnel | ProbeAnswer::TunnelBroken) {
+        let detail = format!("{} without SNI; with SNI {:?}: {}", second.2, ep.host, first.2);
+        return (second.0, second.1, detail);
+    }
+    first
+}
+
+async fn probe_with(
+    ep: &ProxyEndpoint,
+    settings: &Settings,
+    target: &str,
+    sni: Option<String>,
+) -> (ProbeAnswer, Option<u16>, String) {
+    let choice = connect::TlsChoice { sni, alpn: Vec::new() };
     let mut conn = match connect::open(ep, settings, &choice, Transcript::empty()).await {
         Ok((c, _)) => c,
         Err((e, _, _)) => return (ProbeAnswer::NoAnswer, None, format!("no connection to the proxy: {e}")),

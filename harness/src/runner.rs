@@ -207,18 +207,15 @@ async fn run_one(
 /// The owner scenario's verdict, given the setup failures of the run: a passing owner fails when other
 /// scenarios' handshakes failed twice.
 fn judge_owner(owner: &mut ScenarioResult, others: &[ScenarioResult]) {
-    let failed: Vec<&ScenarioResult> = others
-        .iter()
-        .filter(|r| r.transport == owner.transport && r.verdict == Verdict::Setup)
-        .filter(|r| r.steps.first().is_some_and(|s| s.kind == "proxy_tls"))
-        .collect();
+    let failed: Vec<&ScenarioResult> =
+        others.iter().filter(|r| r.transport == owner.transport && r.verdict == Verdict::Setup).collect();
     if failed.is_empty() || !matches!(owner.verdict, Verdict::Pass | Verdict::Observed) {
         return;
     }
     let first = failed.iter().map(|r| r.started_ms).min().unwrap_or(0);
     owner.verdict = Verdict::Fail;
     owner.reason = Some(format!(
-        "{} TLS handshake(s) of other scenarios did not complete, twice each (first at +{:.1}s, e.g. {}): the proxy \
+        "{} connection(s) or TLS handshake(s) of other scenarios did not complete, twice each (first at +{:.1}s, e.g. {}): the proxy \
          neither completed them nor aborted them with an alert (see the report's findings)",
         failed.len(),
         first as f64 / 1000.0,

@@ -143,7 +143,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub expect: Option<PathBuf>,
     /// Ports the origins may listen on, e.g. 20000-20019 (so a proxy's port ACL can allow them), or one port
-    /// such as 443: with fewer ports than an origin set needs (8), each origin gets its own loopback address
+    /// such as 443: with fewer ports than an origin set needs (9), each origin gets its own loopback address
     /// (127.0.0.1, 127.0.0.2, ...) on those ports, so a proxy that allows CONNECT only to 443 is tested with
     /// its policy untouched (ports below 1024 need root).
     #[arg(long, value_name = "FIRST-LAST|PORT", value_parser = parse_port_range)]

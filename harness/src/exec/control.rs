@@ -54,6 +54,7 @@ pub(super) fn judge(
     control: &Observed,
     sni: Option<&str>,
     control_sni: Option<&str>,
+    policy_statuses: &[u16],
 ) -> (StepResult, String) {
     let show = |s: Option<&str>| s.map_or_else(|| "no SNI".to_string(), |n| format!("SNI {n:?}"));
     if main.is_success() {
@@ -80,6 +81,18 @@ pub(super) fn judge(
                 main.summary(),
                 show(control_sni),
                 control.summary()
+            ),
+        );
+    }
+    let refusal = matches!(main, Observed::Response { head, .. } if policy_statuses.contains(&head.status));
+    if !refusal {
+        return (
+            StepResult::Mismatch,
+            format!(
+                "{} with {} and the same with the control ({}): not about SNI, but not what is expected either",
+                main.summary(),
+                show(sni),
+                show(control_sni)
             ),
         );
     }
@@ -123,6 +136,10 @@ pub(super) async fn compare_sni(
         return;
     }
     let control = control_sni(sni_sent, target_host);
+    if super::connect::sni_sent(control.as_deref()).as_deref() == sni_sent {
+        // The control would send the same SNI (e.g. an IP-literal target): nothing to compare.
+        return;
+    }
     let choice = connect::TlsChoice { sni: control.clone(), alpn: scn.tls.alpn.clone() };
     transcript.event(format!("control: the same request with {}", control.as_deref().unwrap_or("no SNI")));
     let mut conn = match connect::open(ep, settings, &choice, Transcript::empty()).await {
@@ -149,7 +166,8 @@ pub(super) async fn compare_sni(
     if main.is_success() {
         return;
     }
-    let (result, detail) = judge(main, &observed, sni_sent, control.as_deref());
+    let statuses = settings.preflight.as_deref().map_or_else(|| vec![403], |p| p.policy_statuses(ep.transport));
+    let (result, detail) = judge(main, &observed, sni_sent, control.as_deref(), &statuses);
     step.result = result;
     step.detail = detail;
 }
@@ -177,11 +195,18 @@ mod tests {
     #[test]
     fn difference_fails_sameness_is_inconclusive() {
         let sni = Some("proxy.test");
-        assert_eq!(judge(&resp(400, "Bad Request"), &resp(200, "OK"), sni, None).0, StepResult::Mismatch);
-        assert_eq!(judge(&resp(421, "x"), &resp(421, "x"), sni, None).0, StepResult::Mismatch);
-        assert_eq!(judge(&resp(400, "SNI mismatch"), &resp(400, "SNI mismatch"), sni, None).0, StepResult::Mismatch);
-        assert_eq!(judge(&resp(403, "Forbidden"), &resp(403, "Forbidden"), sni, None).0, StepResult::Inconclusive);
-        assert_eq!(judge(&resp(200, "OK"), &resp(200, "OK"), sni, None).0, StepResult::Mismatch);
+        assert_eq!(judge(&resp(400, "Bad Request"), &resp(200, "OK"), sni, None, &[403]).0, StepResult::Mismatch);
+        assert_eq!(judge(&resp(421, "x"), &resp(421, "x"), sni, None, &[403]).0, StepResult::Mismatch);
+        assert_eq!(
+            judge(&resp(400, "SNI mismatch"), &resp(400, "SNI mismatch"), sni, None, &[403]).0,
+            StepResult::Mismatch
+        );
+        assert_eq!(
+            judge(&resp(403, "Forbidden"), &resp(403, "Forbidden"), sni, None, &[403]).0,
+            StepResult::Inconclusive
+        );
+        assert_eq!(judge(&resp(200, "OK"), &resp(200, "OK"), sni, None, &[403]).0, StepResult::Mismatch);
+        assert_eq!(judge(&resp(502, "x"), &resp(502, "x"), sni, None, &[403]).0, StepResult::Mismatch);
         assert_eq!(control_sni(None, "localhost"), Some("localhost".into()));
         assert_eq!(control_sni(Some("proxy.test"), "localhost"), None);
     }

@@ -122,7 +122,10 @@ impl Env for RunEnv<'_> {
             AddrForm::Name => format!("localhost:{port}"),
             AddrForm::Port => port.to_string(),
             AddrForm::PortOffset(n) => (i128::from(port) + n).to_string(),
-            AddrForm::Host => addr.ip().to_string(),
+            AddrForm::Host => match addr.ip() {
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            },
         }
     }
     fn proxy(&self, part: &ProxyPart) -> String {

@@ -116,6 +116,13 @@ fn policy_refusal(st: &State<'_>, observed: &Observed, matched: bool) -> Option<
     if matched && like.is_none() {
         return None;
     }
+    // The preflight tunnelled to this kind of destination: this refusal is the proxy's answer to the request.
+    if like.is_none()
+        && let (Some(p), Some(d)) = (pre, &dest)
+        && p.tunnelled_like(st.transport, d, st.settings.origin_ports.as_ref())
+    {
+        return None;
+    }
     let fields = crate::preflight::refusal_fields(head);
     let fields = if fields.is_empty() { String::new() } else { format!(" ({fields})") };
     let mut why = format!(

@@ -35,6 +35,8 @@ pub enum OriginError {
     Tls(String),
     #[error("the origin port range {0} holds fewer than {PORTS_PER_SET} ports (one origin set)")]
     RangeTooSmall(String),
+    #[error("no origin set with the origins on 127.0.0.1 became free within {0:?}")]
+    NoFittingSet(Duration),
 }
 
 /// The TLS origin's certificate and key (generated once per run).
@@ -260,6 +262,9 @@ async fn accept_loop(
 /// next scenario's log.
 pub const QUARANTINE: Duration = Duration::from_millis(500);
 
+/// The longest a scenario waits for an origin set on 127.0.0.1 (see [`Pool::lease_with`]).
+pub const LEASE_WAIT: Duration = Duration::from_secs(600);
+
 /// Idle sets of a port range, the longest-resting first, with the time each was released.
 type Idle = Mutex<VecDeque<(OriginSet, Instant)>>;
 
@@ -382,7 +387,8 @@ impl Pool {
                 addrs.len()
             )));
         }
-        plan.truncate(wanted.max(1).max(if place.addrs.is_empty() { 1 } else { plan.len() }));
+        // As many sets as scenarios can run at once, and at least one per given address.
+        plan.truncate(wanted.max(place.addrs.len()).max(1));
         // Claim every port now, before any traffic can take one as an ephemeral port; a port that is taken is
         // a setup error (exit 3) rather than a scenario error later.
         let long_ago = Instant::now().checked_sub(QUARANTINE).unwrap_or_else(Instant::now);
@@ -472,13 +478,19 @@ impl Pool {
         };
         let permit = permits.clone().acquire_owned().await.expect("pool semaphore never closes");
         let fits = |s: &OriginSet| localhost.iter().all(|k| s.on_localhost(*k));
-        // Holding a permit guarantees an idle set; a scenario that needs 127.0.0.1 waits for a set that has it.
+        // Holding a permit guarantees an idle set; a scenario that needs 127.0.0.1 waits for a set that has it
+        // (the runner skips scenarios no set fits, so one is released when its scenario ends, within its
+        // deadline). A generous bound keeps a mistake from waiting forever.
+        let give_up = Instant::now() + LEASE_WAIT;
         let (set, released) = loop {
             {
                 let mut q = idle.lock().expect("pool lock");
                 if let Some(pos) = q.iter().position(|(s, _)| fits(s)) {
                     break q.remove(pos).expect("position is in range");
                 }
+            }
+            if Instant::now() >= give_up {
+                return Err(OriginError::NoFittingSet(LEASE_WAIT));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         };

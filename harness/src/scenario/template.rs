@@ -31,7 +31,8 @@ pub enum AddrForm {
     /// `PORT+N` or `PORT-N` as a decimal number (may be negative or above 65535): a port that a proxy reading
     /// it into 16 or 32 bits wraps onto this origin, so a wrapped dial is seen at the origin.
     PortOffset(i128),
-    /// The origin's IPv4 address without a port (`127.0.0.1`, or the address the origin set was given).
+    /// The origin's address without a port (`127.0.0.1`, or the address the origin set was given; an IPv6
+    /// address in brackets, so `{x.host}:{x.port}` is an authority).
     Host,
 }
 
@@ -208,7 +209,8 @@ fn parse_placeholder(inner: &str) -> Result<Piece, TemplateError> {
             Some("name") => AddrForm::Name,
             Some("host") => AddrForm::Host,
             Some(p) if p.starts_with("port+") || p.starts_with("port-") => {
-                let n: i128 = p[5..].parse().map_err(|_| unknown())?;
+                // Bounded, so that expanding can never overflow (2^40 covers every wrap worth testing).
+                let n: i128 = p[5..].parse().ok().filter(|n: &i128| *n <= 1 << 40).ok_or_else(unknown)?;
                 AddrForm::PortOffset(if p.as_bytes()[4] == b'-' { -n } else { n })
             }
             Some(_) => return Err(unknown()),

@@ -237,3 +237,18 @@ async fn origins_on_another_address_leave_out_what_needs_localhost() {
     assert_eq!(skipped.verdict, Verdict::Skip);
     assert!(skipped.reason.as_deref().unwrap_or_default().contains("127.0.0.1"), "{:?}", skipped.reason);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_compares_sni_with_the_target_is_not_stopped_by_the_preflight() {
+    // The preflight's TLS probe sends the proxy's name as SNI: refused, it is retried without SNI, so the SNI
+    // scenarios (not exit 3) report the comparison.
+    let mut config = ProxyConfig::for_testing();
+    config.faults = vec![Fault::SniMustMatchTarget];
+    let (proxy, endpoints) = harness::cli::start_reference(config).await.unwrap();
+    let pool = Pool::new(None).await.unwrap();
+    let pre = harness::preflight::run(&endpoints, &Settings::default(), &pool, None).await;
+    proxy.shutdown().await;
+    assert!(pre.blocked().is_none(), "{:?}", pre.blocked());
+    let tls_v4 = pre.probes.iter().find(|p| p.transport == harness::scenario::Transport::Tls).unwrap();
+    assert!(tls_v4.detail.contains("without SNI"), "{}", tls_v4.detail);
+}
