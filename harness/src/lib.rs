@@ -1,8 +1,8 @@
 //! The connect-harness library: scenario engine, instrumented origins, client driver, verdicts and reports.
 //!
 //! Flow of a run: [`scenario`] loads TOML scenarios (embedded and `--scenarios DIR`, matrices expanded);
-//! [`runner`] runs each scenario on each transport concurrently; for one run, [`exec`] leases a fresh set of
-//! [`origin`]s, connects through [`client`] (plain or TLS, every wait with a deadline) and executes the steps;
+//! [`runner`] runs each scenario on each transport concurrently; for one run it leases a set of [`origin`]s,
+//! and [`exec`] connects through [`client`] (plain or TLS, every wait with a deadline) and executes the steps;
 //! [`judge`] turns the step results into a verdict (pure); the runner emits events that the terminal, JSON and
 //! JUnit consumers in [`report`] render. [`cli`] wires it to the `connect-harness` binary; [`exit`] holds the
 //! exit codes; [`expect`] reads known deviations.

@@ -75,10 +75,27 @@ pub struct Probe {
     pub detail: String,
 }
 
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<5} CONNECT {} ({}): {:?} {}",
+            self.transport.as_str(),
+            self.target,
+            self.kind.as_str(),
+            self.answer,
+            self.detail
+        )
+    }
+}
+
 /// All probes of a run.
 #[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 pub struct Preflight {
     pub probes: Vec<Probe>,
+    /// The `--origin-ports` range the probes were made with (which ports count as outside it).
+    #[serde(skip)]
+    pub range: Option<std::ops::RangeInclusive<u16>>,
 }
 
 /// The kind of destination a request-target names, for matching it with the probes.
@@ -118,6 +135,21 @@ impl Destination {
         };
         Some(Destination { host, port })
     }
+
+    /// The probe that asks for this kind of host.
+    fn probe_kind(&self) -> ProbeKind {
+        match &self.host {
+            DestHost::Ip(IpAddr::V4(_)) => ProbeKind::Ipv4,
+            DestHost::Ip(IpAddr::V6(_)) => ProbeKind::Ipv6,
+            DestHost::Name(_) => ProbeKind::Name,
+        }
+    }
+
+    /// Whether the port is inside `range`: None without a range, or without a port that is a port.
+    fn port_in(&self, range: Option<&std::ops::RangeInclusive<u16>>) -> Option<bool> {
+        let port = u16::try_from(self.port?).ok()?;
+        Some(range?.contains(&port))
+    }
 }
 
 /// Fields of a refusal worth showing: the proxy's own error codes.
@@ -127,10 +159,6 @@ pub fn refusal_fields(head: &ResponseHead) -> String {
         n.contains("error") || n == "proxy-status" || n.starts_with("x-squid") || n == "via"
     };
     head.fields.iter().filter(|(n, _)| wanted(n)).map(|(n, v)| format!("{n}: {v}")).collect::<Vec<_>>().join(", ")
-}
-
-fn status_line(head: &ResponseHead) -> String {
-    format!("{} {} {}", head.version, head.status, head.reason).trim_end().to_string()
 }
 
 impl Preflight {
@@ -149,51 +177,24 @@ impl Preflight {
     }
 
     /// The probe that shows this destination's kind refused by policy, if one does.
-    pub fn refused_like(
-        &self,
-        transport: Transport,
-        dest: &Destination,
-        range: Option<&std::ops::RangeInclusive<u16>>,
-    ) -> Option<&Probe> {
+    pub fn refused_like(&self, transport: Transport, dest: &Destination) -> Option<&Probe> {
         let refused = |kind: ProbeKind| {
             self.probes
                 .iter()
                 .find(|p| p.transport == transport && p.kind == kind && p.answer == ProbeAnswer::PolicyRefusal)
         };
-        let by_host = match &dest.host {
-            DestHost::Ip(IpAddr::V4(_)) => refused(ProbeKind::Ipv4),
-            DestHost::Ip(IpAddr::V6(_)) => refused(ProbeKind::Ipv6),
-            DestHost::Name(_) => refused(ProbeKind::Name),
-        };
-        let outside = match (range, dest.port) {
-            (Some(r), Some(p)) => u16::try_from(p).is_ok_and(|p| !r.contains(&p)),
-            _ => false,
-        };
-        by_host.or_else(|| outside.then(|| refused(ProbeKind::PortOutsideRange)).flatten())
+        let outside = dest.port_in(self.range.as_ref()) == Some(false);
+        refused(dest.probe_kind()).or_else(|| outside.then(|| refused(ProbeKind::PortOutsideRange)).flatten())
     }
 
     /// Whether the preflight opened a tunnel to this kind of destination (same host kind, and a port inside the
     /// origin range when there is one): then a refusal of it is not the proxy's policy for that kind.
-    pub fn tunnelled_like(
-        &self,
-        transport: Transport,
-        dest: &Destination,
-        range: Option<&std::ops::RangeInclusive<u16>>,
-    ) -> bool {
-        let kind = match &dest.host {
-            DestHost::Ip(IpAddr::V4(_)) => ProbeKind::Ipv4,
-            DestHost::Ip(IpAddr::V6(_)) => ProbeKind::Ipv6,
-            DestHost::Name(_) => ProbeKind::Name,
-        };
-        let inside = match (range, dest.port) {
-            (Some(r), Some(p)) => u16::try_from(p).is_ok_and(|p| r.contains(&p)),
-            (Some(_), None) => false,
-            (None, _) => true,
-        };
+    pub fn tunnelled_like(&self, transport: Transport, dest: &Destination) -> bool {
+        let inside = self.range.is_none() || dest.port_in(self.range.as_ref()) == Some(true);
         inside
             && self.probes.iter().any(|p| {
                 p.transport == transport
-                    && p.kind == kind
+                    && p.kind == dest.probe_kind()
                     && matches!(p.answer, ProbeAnswer::Tunnel | ProbeAnswer::TunnelBroken)
             })
     }
@@ -240,13 +241,9 @@ impl Preflight {
     }
 }
 
-/// Runs the probes on every endpoint.
-pub async fn run(
-    endpoints: &[ProxyEndpoint],
-    settings: &Settings,
-    pool: &Pool,
-    range: Option<&std::ops::RangeInclusive<u16>>,
-) -> Preflight {
+/// Runs the probes on every endpoint (a port outside `settings.origin_ports` too, when it is set).
+pub async fn run(endpoints: &[ProxyEndpoint], settings: &Settings, pool: &Pool) -> Preflight {
+    let range = settings.origin_ports.as_ref();
     let mut probes = Vec::new();
     for ep in endpoints {
         // A set with the echo origin on 127.0.0.1 where the placement has one, so `localhost` and `[::1]` can be
@@ -291,7 +288,7 @@ pub async fn run(
             task.abort();
         }
     }
-    Preflight { probes }
+    Preflight { probes, range: range.cloned() }
 }
 
 /// A listener that echoes, on a port of `ip` outside `range`.
@@ -351,14 +348,7 @@ async fn probe_with(
         Ok((c, _)) => c,
         Err((e, _, _)) => return (ProbeAnswer::NoAnswer, None, format!("no connection to the proxy: {e}")),
     };
-    let auth = settings
-        .proxy_user
-        .as_deref()
-        .map(|u| {
-            use base64::Engine;
-            format!("Proxy-Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(u))
-        })
-        .unwrap_or_default();
+    let auth = settings.proxy_user.as_deref().map(|u| crate::exec::basic_auth(u) + "\r\n").unwrap_or_default();
     let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n");
     let deadline = Instant::now() + settings.step_timeout;
     if let Err(e) = conn.write(request.as_bytes(), deadline).await {
@@ -374,7 +364,7 @@ async fn probe_with(
         HeadRead::TooLarge(n) => return (ProbeAnswer::NoAnswer, None, format!("a response head over {n} bytes")),
     };
     let fields = refusal_fields(&head);
-    let detail = if fields.is_empty() { status_line(&head) } else { format!("{} ({fields})", status_line(&head)) };
+    let detail = if fields.is_empty() { head.status_line() } else { format!("{} ({fields})", head.status_line()) };
     let answer = match head.status {
         200..=299 => {
             let echoed = async {

@@ -153,20 +153,17 @@ async fn run_one(
         let marks = (!logs.is_empty()).then(|| logs.mark());
         let limit = overall_deadline(&loaded, spec.settings.step_timeout);
         let executed = match &origins {
-            Ok(o) => tokio::time::timeout(limit, exec::execute_with(&loaded, ep, &spec.settings, o)).await,
-            Err(e) => Ok(exec::Execution {
-                steps: vec![exec::report::StepReport::new(
+            Ok(o) => tokio::time::timeout(limit, exec::execute(&loaded, ep, &spec.settings, o)).await,
+            Err(e) => {
+                let report = exec::report::StepReport::new(
                     0,
                     "origins",
                     loaded.scenario.level,
                     StepResult::Error,
                     e.to_string(),
-                )],
-                transcript: crate::client::transcript::Transcript::empty(),
-                origins: Vec::new(),
-                observed: None,
-                tls: None,
-            }),
+                );
+                Ok(exec::Execution::failed(report, crate::client::transcript::Transcript::empty(), None))
+            }
         };
         match executed {
             Ok(ex) => {
@@ -229,8 +226,7 @@ pub async fn run(spec: RunSpec, pool: Arc<Pool>, tx: mpsc::UnboundedSender<Event
     let started_at = SystemTime::now();
     let t0 = Instant::now();
     if spec.settings.preflight.is_none() {
-        let pre =
-            crate::preflight::run(&spec.endpoints, &spec.settings, &pool, spec.settings.origin_ports.as_ref()).await;
+        let pre = crate::preflight::run(&spec.endpoints, &spec.settings, &pool).await;
         spec.settings.preflight = Some(Arc::new(pre));
     }
     let jobs = spec.jobs.max(1).min(pool.capacity().unwrap_or(usize::MAX));

@@ -280,22 +280,23 @@ impl FromStr for Fault {
 /// Whether an enabled fault relaxes the parser for this error (the head is then read to its end and rewritten
 /// by [`relax_head`]).
 pub(crate) fn relaxes(faults: &[Fault], err: &crate::wire::WireError) -> bool {
-    if wraps_32(faults, err) {
-        return true;
-    }
     if matches!(err, crate::wire::WireError::AuthorityFormWithoutConnect)
         && faults.contains(&Fault::MethodCaseInsensitive)
     {
         return true;
     }
-    relaxing_fault(err).is_some_and(|f| faults.contains(&f))
+    enabled_relaxation(faults, err).is_some()
 }
 
 #[cfg(feature = "faults")]
-/// `port-wraps-32` applies to a port above 65535 (read into 32 bits, it may wrap into range).
-fn wraps_32(faults: &[Fault], err: &crate::wire::WireError) -> bool {
+/// The enabled fault that relaxes the parser for this error, if any. `port-wraps-32` reads a port above 65535
+/// its own way (into 32 bits, where it may wrap into range), before `lax-port` when both are enabled.
+fn enabled_relaxation(faults: &[Fault], err: &crate::wire::WireError) -> Option<Fault> {
     use crate::wire::{AuthorityError as A, WireError as W};
-    faults.contains(&Fault::PortWraps32) && matches!(err, W::Authority(A::PortOutOfRange))
+    if faults.contains(&Fault::PortWraps32) && matches!(err, W::Authority(A::PortOutOfRange)) {
+        return Some(Fault::PortWraps32);
+    }
+    relaxing_fault(err).filter(|f| faults.contains(f))
 }
 
 #[cfg(feature = "faults")]
@@ -336,23 +337,7 @@ pub(crate) fn relax_head(faults: &[Fault], head: &[u8], err: &crate::wire::WireE
     if matches!(err, W::AuthorityFormWithoutConnect) {
         return relax_method(faults, head);
     }
-    if wraps_32(faults, err) {
-        let text = std::str::from_utf8(head).ok()?;
-        let (request_line, rest) = text.split_once("\r\n")?;
-        let mut parts = request_line.splitn(3, ' ');
-        let (m, t, v) = (parts.next()?, parts.next()?, parts.next()?);
-        let (host, port) = split_port(t)?;
-        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let wrapped = port.bytes().fold(0u32, |n, b| n.wrapping_mul(10).wrapping_add(u32::from(b - b'0')));
-        let wrapped = u16::try_from(wrapped).ok().filter(|p| *p != 0)?;
-        // A Host that repeats the target is read the same way.
-        let fixed = format!("{host}:{wrapped}");
-        let rest = rest.replace(&format!(": {t}\r\n"), &format!(": {fixed}\r\n"));
-        return Some(format!("{m} {fixed} {v}\r\n{rest}").into_bytes());
-    }
-    let fault = relaxing_fault(err).filter(|f| faults.contains(f))?;
+    let fault = enabled_relaxation(faults, err)?;
     if fault == Fault::BareCrEndsLine {
         return Some(bare_cr_to_crlf(head));
     }
@@ -381,10 +366,11 @@ pub(crate) fn relax_head(faults: &[Fault], head: &[u8], err: &crate::wire::WireE
     let is_field = |line: &str, name: &str| line.split_once(':').is_some_and(|(n, _)| n.eq_ignore_ascii_case(name));
     match fault {
         Fault::AcceptMissingPort => with_target(&format!("{t}:443")),
-        Fault::LaxPort => {
+        Fault::LaxPort | Fault::PortWraps32 => {
             // The same lax reading applies to a Host that repeats the target.
             let (host, port) = split_port(t)?;
-            let fixed = format!("{host}:{}", atoi_port(port));
+            let port = if fault == Fault::LaxPort { atoi_port(port) } else { wrapped_32_port(port)? };
+            let fixed = format!("{host}:{port}");
             let mut out = format!("{m} {fixed} {v}\r\n");
             for line in &lines {
                 match line.split_once(':') {
@@ -509,6 +495,17 @@ fn atoi_port(text: &str) -> u16 {
     }
     let port = (if neg { n.wrapping_neg() } else { n }) as u16;
     if port == 0 { 443 } else { port }
+}
+
+#[cfg(feature = "faults")]
+/// The port as a parser that reads it into a wrapping `u32` and then checks the 16-bit range gives it: None when
+/// it still is not a port.
+fn wrapped_32_port(text: &str) -> Option<u16> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let wrapped = text.bytes().fold(0u32, |n, b| n.wrapping_mul(10).wrapping_add(u32::from(b - b'0')));
+    u16::try_from(wrapped).ok().filter(|p| *p != 0)
 }
 
 #[cfg(feature = "faults")]

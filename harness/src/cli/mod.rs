@@ -384,21 +384,14 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
         ..Settings::default()
     };
     // The preflight: what the proxy's policy allows; stop here when even the IPv4 tunnel is refused.
-    let pre = crate::preflight::run(&endpoints, &settings, &pool, args.origin_ports.as_ref()).await;
+    let pre = crate::preflight::run(&endpoints, &settings, &pool).await;
     if let Some(message) = pre.blocked() {
         if let ProxyUnderTest::Embedded(p) = put {
             let _ = tokio::time::timeout(Duration::from_secs(5), p.shutdown()).await;
         }
         let mut m = message;
         for p in &pre.probes {
-            m.push_str(&format!(
-                "  preflight {} CONNECT {} ({}): {:?} {}\n",
-                p.transport.as_str(),
-                p.target,
-                p.kind.as_str(),
-                p.answer,
-                p.detail
-            ));
+            m.push_str(&format!("  preflight {p}\n"));
         }
         return Err(cannot_run(m.trim_end().to_string()));
     }

@@ -38,6 +38,11 @@ impl ResponseHead {
     pub fn is_chunked(&self) -> bool {
         self.field("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
     }
+
+    /// `HTTP/1.1 403 Forbidden`, for reports (no trailing space when the reason is empty).
+    pub fn status_line(&self) -> String {
+        format!("{} {} {}", self.version, self.status, self.reason).trim_end().to_string()
+    }
 }
 
 /// The offset just past the head's terminating empty line (`\r\n\r\n`, or `\n\n` from a sloppy sender).

@@ -425,6 +425,15 @@ mod tests {
         (result, check)
     }
 
+    /// Serves `id` and checks that a client trusting `trust_pem` refuses its chain; returns the recorded error.
+    async fn chain_refused(id: Identity, trust_pem: &str) -> Result<String, Box<dyn std::error::Error>> {
+        let addr = serve_once(vec![id.der.clone()], id.key).await;
+        let (result, check) = handshake(addr, &ProxyTrust::from_pem(trust_pem)?).await;
+        assert!(result.is_err(), "handshake must fail: {check:?}");
+        assert_eq!(check.chain_trusted, Some(false));
+        Ok(check.error.unwrap_or_default())
+    }
+
     #[tokio::test]
     async fn self_signed_ca_in_trust_file_is_accepted() -> TestResult {
         let id = self_signed_ca("proxy.test", |_| {});
@@ -459,11 +468,8 @@ mod tests {
     async fn self_signed_ca_not_in_trust_file_is_refused() -> TestResult {
         let id = self_signed_ca("proxy.test", |_| {});
         let other = self_signed_ca("unrelated.test", |_| {});
-        let addr = serve_once(vec![id.der.clone()], id.key).await;
-        let (result, check) = handshake(addr, &ProxyTrust::from_pem(&other.pem)?).await;
-        assert!(result.is_err(), "handshake must fail: {check:?}");
-        assert_eq!(check.chain_trusted, Some(false));
-        assert!(check.error.is_some());
+        let error = chain_refused(id, &other.pem).await?;
+        assert!(!error.is_empty());
         Ok(())
     }
 
@@ -491,11 +497,8 @@ mod tests {
             p.not_before = rcgen::date_time_ymd(2000, 1, 1);
             p.not_after = rcgen::date_time_ymd(2001, 1, 1);
         });
-        let addr = serve_once(vec![id.der.clone()], id.key).await;
-        let (result, check) = handshake(addr, &ProxyTrust::from_pem(&id.pem)?).await;
-        assert!(result.is_err(), "handshake must fail: {check:?}");
-        assert_eq!(check.chain_trusted, Some(false));
-        let error = check.error.unwrap_or_default();
+        let pem = id.pem.clone();
+        let error = chain_refused(id, &pem).await?;
         assert!(error.contains("expired"), "{error}");
         Ok(())
     }
@@ -503,11 +506,8 @@ mod tests {
     #[tokio::test]
     async fn anchor_without_server_auth_purpose_is_refused() -> TestResult {
         let id = self_signed_ca("proxy.test", |p| p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth]);
-        let addr = serve_once(vec![id.der.clone()], id.key).await;
-        let (result, check) = handshake(addr, &ProxyTrust::from_pem(&id.pem)?).await;
-        assert!(result.is_err(), "handshake must fail: {check:?}");
-        assert_eq!(check.chain_trusted, Some(false));
-        let error = check.error.unwrap_or_default();
+        let pem = id.pem.clone();
+        let error = chain_refused(id, &pem).await?;
         assert!(error.contains("InvalidPurpose"), "{error}");
         Ok(())
     }

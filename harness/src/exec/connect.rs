@@ -24,9 +24,9 @@ pub enum OpenError {
     /// The proxy accepted the TCP connection and reset it: proxy behaviour, not unreachability.
     #[error("{0}")]
     AcceptedThenReset(String),
-    /// No TCP connection, twice.
+    /// No TCP connection, twice (or a failed handshake, then no TCP connection).
     #[error("{first}; retried: {second}")]
-    Connect { first: String, second: String },
+    Connect { first: String, second: String, timed_out: bool },
     /// The proxy URL's host is not a valid server name.
     #[error("{0:?} is not a valid server name")]
     BadName(String),
@@ -46,7 +46,7 @@ impl OpenError {
     pub fn timed_out(&self) -> bool {
         match self {
             OpenError::Handshake { first, second } => *first == TlsError::TimedOut || *second == TlsError::TimedOut,
-            OpenError::Connect { first, second } => first.contains("timed out") || second.contains("timed out"),
+            OpenError::Connect { timed_out, .. } => *timed_out,
             _ => false,
         }
     }
@@ -63,6 +63,25 @@ pub fn sni_sent(name: Option<&str>) -> Option<String> {
 /// Pause before the retry, so a proxy that is busy for a moment gets the moment.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
+/// How one attempt failed.
+enum Failure {
+    Tcp(client::ConnectError),
+    Tls(TlsError),
+}
+
+impl Failure {
+    fn timed_out(&self) -> bool {
+        matches!(self, Failure::Tcp(client::ConnectError::Timeout(_)) | Failure::Tls(TlsError::TimedOut))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Failure::Tcp(e) => e.to_string(),
+            Failure::Tls(e) => e.to_string(),
+        }
+    }
+}
+
 /// Opens a connection to the proxy, retrying once after a failed TCP connect or TLS handshake. Returns the
 /// connection and, on the `tls` transport, the TLS facts of the attempt that counted; on failure, the error,
 /// the facts of the last attempt and the transcript.
@@ -72,19 +91,18 @@ pub async fn open(
     choice: &TlsChoice,
     mut transcript: Transcript,
 ) -> Result<(Conn, Option<ProxyTls>), (OpenError, Option<ProxyTls>, Transcript)> {
-    // The first failure, as (what, whether it was a TLS error).
-    let mut first: Option<(String, Option<TlsError>)> = None;
-    for attempt in 0..2 {
-        if let Some((what, _)) = &first {
-            transcript.event(format!("retrying once after: {what}"));
+    let mut first: Option<Failure> = None;
+    for _ in 0..2 {
+        if let Some(f) = &first {
+            transcript.event(format!("retrying once after: {}", f.describe()));
             tokio::time::sleep(RETRY_PAUSE).await;
         }
         let deadline = Instant::now() + settings.step_timeout;
-        let failure: (String, Option<TlsError>, Option<ProxyTls>) = match client::connect_tcp(ep.addr, deadline).await {
+        let (failure, facts) = match client::connect_tcp(ep.addr, deadline).await {
             Err(e) if e.accepted_then_reset() => {
                 return Err((OpenError::AcceptedThenReset(e.to_string()), None, transcript));
             }
-            Err(e) => (e.to_string(), None, None),
+            Err(e) => (Failure::Tcp(e), None),
             Ok(tcp) => {
                 transcript.event(format!("connected to the proxy at {} ({})", ep.addr, ep.transport.as_str()));
                 let mut conn = Conn::new(tcp, transcript);
@@ -99,20 +117,22 @@ pub async fn open(
                     Err((HandshakeError::Retry(e), facts)) => {
                         conn.reset_quietly();
                         transcript = std::mem::replace(&mut conn.transcript, Transcript::empty());
-                        (e.to_string(), Some(e), facts)
+                        (Failure::Tls(e), facts)
                     }
                 }
             }
         };
-        let (what, tls_error, facts) = failure;
-        if attempt == 0 {
-            first = Some((what, tls_error));
+        let Some(earlier) = first.take() else {
+            first = Some(failure);
             continue;
-        }
-        let (first_what, first_tls) = first.take().expect("set on the first attempt");
-        let error = match (first_tls, tls_error) {
-            (Some(a), Some(b)) => OpenError::Handshake { first: a, second: b },
-            (_, _) => OpenError::Connect { first: first_what, second: what },
+        };
+        let error = match (earlier, failure) {
+            (Failure::Tls(a), Failure::Tls(b)) => OpenError::Handshake { first: a, second: b },
+            (a, b) => OpenError::Connect {
+                timed_out: a.timed_out() || b.timed_out(),
+                first: a.describe(),
+                second: b.describe(),
+            },
         };
         return Err((error, facts, transcript));
     }

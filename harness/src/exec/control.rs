@@ -11,10 +11,7 @@ use super::{
     observe::Observed,
     report::{StepReport, StepResult},
 };
-use crate::{
-    client::{HeadRead, transcript::Transcript},
-    scenario::Scenario,
-};
+use crate::{client::transcript::Transcript, scenario::Scenario};
 
 /// The control's SNI: none, or the target's host when the scenario itself sent none.
 pub(super) fn control_sni(sent: Option<&str>, target_host: &str) -> Option<String> {
@@ -154,18 +151,9 @@ pub(super) async fn compare_sni(
         step.detail.push_str(&format!("; the control request could not be sent: {e}"));
         return;
     }
-    let observed = match conn.read_head(settings.head_limit, deadline).await {
-        HeadRead::Head(head) => Observed::Response { head, interim: Vec::new(), closed_after: None },
-        HeadRead::Garbage(detail) => Observed::Garbage { detail },
-        HeadRead::TooLarge(bytes) => Observed::TooLarge { bytes },
-        HeadRead::Closed { partial, error } => Observed::closed(&partial, error),
-        HeadRead::Timeout { partial } => Observed::timeout(&partial),
-    };
+    let observed = Observed::from_read(conn.read_head(settings.head_limit, deadline).await, Vec::new());
     conn.reset_quietly();
     transcript.event(format!("control answer: {}", observed.summary()));
-    if main.is_success() {
-        return;
-    }
     let statuses = settings.preflight.as_deref().map_or_else(|| vec![403], |p| p.policy_statuses(ep.transport));
     let (result, detail) = judge(main, &observed, sni_sent, control.as_deref(), &statuses);
     step.result = result;

@@ -1,4 +1,4 @@
-//! Runs one scenario over one transport: leases origins, connects to the proxy, executes the steps with
+//! Runs one scenario over one transport with origins the runner leased: connects to the proxy, executes the steps with
 //! deadlines, and collects what the client and the origins observed. Judging happens in [`crate::judge`].
 
 pub mod connect;
@@ -26,7 +26,7 @@ use self::{
 };
 use crate::{
     client::{Conn, tls::CertCheck, tls::ProxyTrust, transcript::Transcript},
-    origin::{OriginConnection, OriginSet, Pool},
+    origin::{OriginConnection, OriginSet},
     scenario::{
         Level, Loaded, Sni, Transport,
         step::{OriginKind, OutcomeVerdict},
@@ -102,6 +102,13 @@ pub struct Execution {
     /// The last response observation (from the last `expect` step that ran).
     pub observed: Option<Observed>,
     pub tls: Option<ProxyTls>,
+}
+
+impl Execution {
+    /// A run that ended before its steps: this one report says why.
+    pub fn failed(report: StepReport, transcript: Transcript, tls: Option<ProxyTls>) -> Self {
+        Execution { steps: vec![report], transcript, origins: Vec::new(), observed: None, tls }
+    }
 }
 
 pub(crate) struct RunEnv<'a> {
@@ -202,7 +209,8 @@ impl State<'_> {
     }
 }
 
-fn basic_auth(user: &str) -> String {
+/// The `Proxy-Authorization` field line (without CRLF) for `user:pass`.
+pub(crate) fn basic_auth(user: &str) -> String {
     format!("Proxy-Authorization: Basic {}", base64::engine::general_purpose::STANDARD.encode(user))
 }
 
@@ -214,36 +222,15 @@ fn host_of(authority: &str) -> &str {
     authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority)
 }
 
-/// Runs the scenario against the endpoint. Never panics on proxy behaviour; every wait has a deadline.
-pub async fn execute(loaded: &Loaded, ep: &ProxyEndpoint, settings: &Settings, pool: &Pool) -> Execution {
-    let origins = match pool.lease_with(&loaded.origins(), &loaded.localhost_origins()).await {
-        Ok(o) => o,
-        Err(e) => {
-            let report = StepReport::new(0, "origins", loaded.scenario.level, StepResult::Error, e.to_string());
-            return Execution {
-                steps: vec![report],
-                transcript: Transcript::empty(),
-                origins: Vec::new(),
-                observed: None,
-                tls: None,
-            };
-        }
-    };
-    execute_with(loaded, ep, settings, &origins).await
-}
-
-/// Runs the scenario with origins already leased (the runner leases first, so waiting for a set is not
-/// counted against the scenario's deadline).
-pub async fn execute_with(loaded: &Loaded, ep: &ProxyEndpoint, settings: &Settings, origins: &OriginSet) -> Execution {
+/// Runs the scenario against the endpoint with origins already leased (the runner leases them first, so waiting
+/// for a set is not counted against the scenario's deadline). Never panics on proxy behaviour; every wait has a
+/// deadline.
+pub async fn execute(loaded: &Loaded, ep: &ProxyEndpoint, settings: &Settings, origins: &OriginSet) -> Execution {
     let scn = &loaded.scenario;
     let start = std::time::Instant::now();
     let transcript = Transcript::new(start);
-    let setup_error = |kind: &str, detail: String, transcript: Transcript| Execution {
-        steps: vec![StepReport::new(0, kind, scn.level, StepResult::Error, detail)],
-        transcript,
-        origins: Vec::new(),
-        observed: None,
-        tls: None,
+    let setup_error = |kind: &str, detail: String, transcript: Transcript| {
+        Execution::failed(StepReport::new(0, kind, scn.level, StepResult::Error, detail), transcript, None)
     };
     let token = format!("ch-{:016x}", rand::random::<u64>());
     let auth = settings.proxy_user.as_deref().map(basic_auth);
@@ -256,14 +243,7 @@ pub async fn execute_with(loaded: &Loaded, ep: &ProxyEndpoint, settings: &Settin
     let choice = tls_choice(scn, ep, &env);
     let (conn, tls_facts) = match connect::open(ep, settings, &choice, transcript).await {
         Ok(opened) => opened,
-        Err((e, facts, transcript)) => {
-            let report = open_failure(scn, &e);
-            let mut ex = setup_error("connect", String::new(), transcript);
-            ex.steps = vec![report];
-            ex.tls = facts;
-            ex.origins = Vec::new();
-            return ex;
-        }
+        Err((e, facts, transcript)) => return Execution::failed(open_failure(scn, &e), transcript, facts),
     };
     let mut steps = Vec::new();
     if let Some(facts) = &tls_facts {

@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::{
-    client::head::ResponseHead,
+    client::{HeadRead, head::ResponseHead},
     escape,
     scenario::step::{After, Outcome},
 };
@@ -47,6 +47,17 @@ impl Observed {
         Observed::Timeout { partial: escape::escape(partial, 256) }
     }
 
+    /// What one read of a response head saw; `interim` are the 1xx responses read before it.
+    pub fn from_read(read: HeadRead, interim: Vec<u16>) -> Self {
+        match read {
+            HeadRead::Head(head) => Observed::Response { head, interim, closed_after: None },
+            HeadRead::Garbage(detail) => Observed::Garbage { detail },
+            HeadRead::TooLarge(bytes) => Observed::TooLarge { bytes },
+            HeadRead::Closed { partial, error } => Observed::closed(&partial, error),
+            HeadRead::Timeout { partial } => Observed::timeout(&partial),
+        }
+    }
+
     /// The 2xx that opened a tunnel, if that is what was observed.
     pub fn is_success(&self) -> bool {
         matches!(self, Observed::Response { head, .. } if (200..300).contains(&head.status))
@@ -56,7 +67,7 @@ impl Observed {
     pub fn summary(&self) -> String {
         match self {
             Observed::Response { head, interim, closed_after } => {
-                let mut s = format!("{} {} {}", head.version, head.status, head.reason).trim_end().to_string();
+                let mut s = head.status_line();
                 if !interim.is_empty() {
                     s = format!("{interim:?} then {s}");
                 }

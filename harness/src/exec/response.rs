@@ -26,13 +26,7 @@ pub(super) async fn expect(st: &mut State<'_>, index: usize, e: &Expect) -> Step
             HeadRead::Head(h) if (100..200).contains(&h.status) && h.status != 101 && interim.len() < 8 => {
                 interim.push(h.status)
             }
-            HeadRead::Head(head) => {
-                break Observed::Response { head, interim, closed_after: None };
-            }
-            HeadRead::Garbage(detail) => break Observed::Garbage { detail },
-            HeadRead::TooLarge(bytes) => break Observed::TooLarge { bytes },
-            HeadRead::Closed { partial, error } => break Observed::closed(&partial, error),
-            HeadRead::Timeout { partial } => break Observed::timeout(&partial),
+            read => break Observed::from_read(read, interim),
         }
     };
     let observed = match observed {
@@ -110,17 +104,13 @@ fn policy_refusal(st: &State<'_>, observed: &Observed, matched: bool) -> Option<
         return None;
     }
     let like = match (pre, &dest) {
-        (Some(p), Some(d)) => p.refused_like(st.transport, d, st.settings.origin_ports.as_ref()),
+        (Some(p), Some(d)) => p.refused_like(st.transport, d),
         _ => None,
     };
-    if matched && like.is_none() {
-        return None;
-    }
-    // The preflight tunnelled to this kind of destination: this refusal is the proxy's answer to the request.
-    if like.is_none()
-        && let (Some(p), Some(d)) = (pre, &dest)
-        && p.tunnelled_like(st.transport, d, st.settings.origin_ports.as_ref())
-    {
+    // Unless the preflight saw this kind of destination refused, an acceptable answer stands, and so does any
+    // answer to a kind of destination the preflight tunnelled to (it is the proxy's answer to the request).
+    let tunnelled = || matches!((pre, &dest), (Some(p), Some(d)) if p.tunnelled_like(st.transport, d));
+    if like.is_none() && (matched || tunnelled()) {
         return None;
     }
     let fields = crate::preflight::refusal_fields(head);

@@ -291,8 +291,6 @@ pub struct Pool {
     /// Addresses fresh ephemeral sets bind, in turn.
     hosts: Vec<IpAddr>,
     next_host: std::sync::atomic::AtomicUsize,
-    /// Whether some set has the origins on 127.0.0.1 (names such as `localhost` reach them).
-    localhost: bool,
     /// For a port range: per set, the kinds it has on 127.0.0.1.
     on_localhost: Vec<Vec<OriginKind>>,
 }
@@ -354,7 +352,6 @@ impl Pool {
         let localhost_v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let hosts = if place.addrs.is_empty() { vec![localhost_v4] } else { place.addrs.clone() };
         let Some(r) = place.ports else {
-            let localhost = hosts.contains(&localhost_v4);
             return Ok(Self {
                 shared,
                 idle: None,
@@ -362,7 +359,6 @@ impl Pool {
                 permits: None,
                 hosts,
                 next_host: Default::default(),
-                localhost,
                 on_localhost: Vec::new(),
             });
         };
@@ -412,7 +408,6 @@ impl Pool {
         let sets = idle.len();
         let on_localhost: Vec<Vec<OriginKind>> =
             idle.iter().map(|(s, _)| OriginKind::ALL.into_iter().filter(|k| s.on_localhost(*k)).collect()).collect();
-        let localhost = on_localhost.iter().any(|k| !k.is_empty());
         Ok(Self {
             shared,
             idle: Some(Mutex::new(idle)),
@@ -420,7 +415,6 @@ impl Pool {
             permits: Some(Arc::new(Semaphore::new(sets))),
             hosts,
             next_host: Default::default(),
-            localhost,
             on_localhost,
         })
     }
@@ -431,7 +425,15 @@ impl Pool {
     }
 
     pub fn ipv6(&self) -> bool {
-        self.shared.ipv6 && self.localhost
+        self.shared.ipv6 && self.has_localhost()
+    }
+
+    /// Whether some set has origins on 127.0.0.1 (so names such as `localhost` reach them).
+    fn has_localhost(&self) -> bool {
+        match &self.idle {
+            None => self.hosts.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            Some(_) => self.on_localhost.iter().any(|kinds| !kinds.is_empty()),
+        }
     }
 
     /// Why a scenario whose placeholders need these origins on 127.0.0.1 (names, `[::1]`, hand-written loopback
@@ -440,7 +442,7 @@ impl Pool {
         if kinds.is_empty() {
             return None;
         }
-        if !self.localhost {
+        if !self.has_localhost() {
             return Some(
                 "needs origins on 127.0.0.1 (it names them as localhost or a loopback literal), which \
                          --origin-addr leaves out"

@@ -96,15 +96,7 @@ impl Reporter for TerminalReporter {
                 );
                 self.line(&head)?;
                 for p in &metadata.preflight {
-                    let line = format!(
-                        "{} {:<5} CONNECT {} ({}): {:?} {}",
-                        self.paint("2", "Preflight"),
-                        p.transport.as_str(),
-                        p.target,
-                        p.kind.as_str(),
-                        p.answer,
-                        p.detail
-                    );
+                    let line = format!("{} {p}", self.paint("2", "Preflight"));
                     self.line(&line)?;
                 }
             }

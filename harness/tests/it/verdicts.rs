@@ -27,18 +27,27 @@ fn catalog(filter: impl Fn(&Loaded) -> bool) -> Vec<Arc<Loaded>> {
 /// declared policy (so its refusals are not known to be wrong).
 async fn run(config: ProxyConfig, scenarios: Vec<Arc<Loaded>>, pool: Pool) -> Vec<ScenarioResult> {
     let (proxy, endpoints) = harness::cli::start_reference(config).await.unwrap();
-    let spec = RunSpec {
+    let results = run_quiet(spec(scenarios, endpoints, Duration::from_secs(2), 16), Arc::new(pool)).await;
+    proxy.shutdown().await;
+    results
+}
+
+/// A run of these scenarios with no declared policy, no expectations, failing on `must`.
+fn spec(
+    scenarios: Vec<Arc<Loaded>>,
+    endpoints: Vec<harness::exec::ProxyEndpoint>,
+    step_timeout: Duration,
+    jobs: usize,
+) -> RunSpec {
+    RunSpec {
         scenarios,
         endpoints,
-        settings: Settings { step_timeout: Duration::from_secs(2), ..Settings::default() },
-        jobs: 16,
+        settings: Settings { step_timeout, ..Settings::default() },
+        jobs,
         deviations: Default::default(),
         target_label: "verdicts".into(),
         fail_on: Level::Must,
-    };
-    let results = run_quiet(spec, Arc::new(pool)).await;
-    proxy.shutdown().await;
-    results
+    }
 }
 
 fn show(results: &[ScenarioResult]) -> String {
@@ -144,15 +153,7 @@ async fn stalled_handshakes_are_setup_failures_owned_by_one_scenario() {
     endpoints[0].addr = stalling_forwarder(endpoints[0].addr, 12..20).await;
     let scenarios =
         catalog(|l| l.scenario.id.starts_with("rfc9110/9.3.6/") || l.scenario.id == harness::runner::HANDSHAKE_OWNER);
-    let spec = RunSpec {
-        scenarios,
-        endpoints,
-        settings: Settings { step_timeout: Duration::from_millis(500), ..Settings::default() },
-        jobs: 1,
-        deviations: Default::default(),
-        target_label: "stalling".into(),
-        fail_on: Level::Must,
-    };
+    let spec = spec(scenarios, endpoints, Duration::from_millis(500), 1);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let collect = tokio::spawn(async move {
         let mut findings = Vec::new();
@@ -184,7 +185,7 @@ async fn a_refused_ipv4_preflight_stops_the_run() {
     let (proxy, endpoints) = harness::cli::start_reference(config).await.unwrap();
     let pool = Pool::new(None).await.unwrap();
     let settings = Settings::default();
-    let pre = harness::preflight::run(&endpoints, &settings, &pool, None).await;
+    let pre = harness::preflight::run(&endpoints, &settings, &pool).await;
     proxy.shutdown().await;
     let why = pre.blocked().expect("the IPv4 preflight was refused");
     assert!(why.contains("refused it by policy") && why.contains("403"), "{why}");
@@ -246,7 +247,7 @@ async fn a_proxy_that_compares_sni_with_the_target_is_not_stopped_by_the_preflig
     config.faults = vec![Fault::SniMustMatchTarget];
     let (proxy, endpoints) = harness::cli::start_reference(config).await.unwrap();
     let pool = Pool::new(None).await.unwrap();
-    let pre = harness::preflight::run(&endpoints, &Settings::default(), &pool, None).await;
+    let pre = harness::preflight::run(&endpoints, &Settings::default(), &pool).await;
     proxy.shutdown().await;
     assert!(pre.blocked().is_none(), "{:?}", pre.blocked());
     let tls_v4 = pre.probes.iter().find(|p| p.transport == harness::scenario::Transport::Tls).unwrap();
