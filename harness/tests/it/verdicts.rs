@@ -50,6 +50,11 @@ fn spec(
     }
 }
 
+/// The results with one of these verdicts.
+fn having(results: &[ScenarioResult], verdicts: &[Verdict]) -> Vec<ScenarioResult> {
+    results.iter().filter(|r| verdicts.contains(&r.verdict)).cloned().collect()
+}
+
 fn show(results: &[ScenarioResult]) -> String {
     results
         .iter()
@@ -63,14 +68,9 @@ async fn a_policy_that_refuses_names_is_inconclusive_never_a_failure() {
     let mut config = ProxyConfig::for_testing();
     config.policy.ip_literals_only = true;
     let results = run(config, catalog(|_| true), Pool::new(None).await.unwrap()).await;
-    let bad: Vec<&ScenarioResult> =
-        results.iter().filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::Warn | Verdict::Error)).collect();
-    assert!(
-        bad.is_empty(),
-        "a name-refusing policy produced failures:\n{}",
-        show(&bad.into_iter().cloned().collect::<Vec<_>>())
-    );
-    let inconclusive: Vec<&ScenarioResult> = results.iter().filter(|r| r.verdict == Verdict::Inconclusive).collect();
+    let bad = having(&results, &[Verdict::Fail, Verdict::Warn, Verdict::Error]);
+    assert!(bad.is_empty(), "a name-refusing policy produced failures:\n{}", show(&bad));
+    let inconclusive = having(&results, &[Verdict::Inconclusive]);
     assert!(inconclusive.len() >= 10, "only {} inconclusive", inconclusive.len());
     for r in &inconclusive {
         assert!(r.reason.as_deref().is_some_and(|x| x.contains("policy")), "{}: {:?}", r.id, r.reason);
@@ -169,7 +169,7 @@ async fn stalled_handshakes_are_setup_failures_owned_by_one_scenario() {
     proxy.shutdown().await;
     let setup: Vec<&ScenarioResult> = results.iter().filter(|r| r.verdict == Verdict::Setup).collect();
     assert!(!setup.is_empty(), "no setup failure:\n{}", show(&results));
-    let failed: Vec<ScenarioResult> = results.iter().filter(|r| r.verdict == Verdict::Fail).cloned().collect();
+    let failed = having(&results, &[Verdict::Fail]);
     assert_eq!(failed.len(), 1, "only the owner fails:\n{}", show(&failed));
     assert_eq!(failed[0].id, harness::runner::HANDSHAKE_OWNER);
     assert!(failed[0].reason.as_deref().unwrap_or_default().contains("did not complete"), "{:?}", failed[0].reason);
@@ -204,11 +204,7 @@ async fn a_proxy_that_allows_only_port_443_is_tested_with_its_policy_untouched()
     config.policy.ports = "443".parse().unwrap();
     let pool = Pool::with(Placement { ports: Some(443..=443), addrs: Vec::new(), sets: 16 }).await.unwrap();
     let results = run(config, catalog(|_| true), pool).await;
-    let bad: Vec<ScenarioResult> = results
-        .iter()
-        .filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::Error | Verdict::Setup))
-        .cloned()
-        .collect();
+    let bad = having(&results, &[Verdict::Fail, Verdict::Error, Verdict::Setup]);
     assert!(bad.is_empty(), "{}", show(&bad));
     let passed = results.iter().filter(|r| r.verdict == Verdict::Pass).count();
     assert!(passed >= results.len() / 2, "only {passed} of {} passed:\n{}", results.len(), show(&results));
@@ -221,11 +217,7 @@ async fn origins_on_another_address_leave_out_what_needs_localhost() {
     let scenarios =
         catalog(|l| l.file.ends_with("/rfc9110-9.3.6-tunnel.toml") || l.scenario.id.starts_with("tls/matrix/"));
     let results = run(ProxyConfig::for_testing(), scenarios, pool).await;
-    let bad: Vec<ScenarioResult> = results
-        .iter()
-        .filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::Error | Verdict::Setup))
-        .cloned()
-        .collect();
+    let bad = having(&results, &[Verdict::Fail, Verdict::Error, Verdict::Setup]);
     assert!(bad.is_empty(), "{}", show(&bad));
     // The tunnels went to 127.0.0.2, and the `localhost` targets were skipped with the reason.
     let passed: Vec<&ScenarioResult> = results.iter().filter(|r| r.verdict == Verdict::Pass).collect();
