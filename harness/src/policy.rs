@@ -120,6 +120,7 @@ pub fn apply(loaded: &Arc<Loaded>, declared: Option<&DeclaredPolicy>) -> Arc<Loa
             sni: None,
             alpn: None,
             if_rejected: false,
+            if_tunnelled: false,
             timeout_ms: None,
             level: None,
             evidence: None,

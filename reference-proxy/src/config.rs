@@ -106,21 +106,4 @@ impl ProxyConfig {
             ..ProxyConfig::default()
         }
     }
-
-    /// Whether a fault is configured (always false without the `faults` feature).
-    #[allow(unused_variables)]
-    pub(crate) fn has_fault(&self, fault: FaultKind) -> bool {
-        #[cfg(feature = "faults")]
-        {
-            self.faults.contains(&fault)
-        }
-        #[cfg(not(feature = "faults"))]
-        {
-            false
-        }
-    }
 }
-
-/// The fault names exist in every build, so that fault checks type-check everywhere; without the `faults`
-/// feature no configuration can enable one and [`ProxyConfig::has_fault`] is constant false.
-pub(crate) use crate::faults::Fault as FaultKind;

@@ -1,9 +1,10 @@
-//! One client connection: read and check the CONNECT request, open the upstream connection, answer, relay.
+//! One client connection: read the request head, act on the decision ([`crate::decision`]), resolve, dial,
+//! answer, relay. The I/O edge: what to do is decided elsewhere.
 //!
-//! Order of checks: parse (400/414/431/505) → method (501) → authentication (407) → port policy (403) →
-//! resolution (502/504) → address policy (403) → connect (502/504) → 200. Nothing is answered 2xx before the
-//! upstream connection exists, and every refusal closes the connection, so bytes after a refused request are
-//! never acted on.
+//! Order: parse (400/414/431/505) → decision (501, 407, 403) → resolution (502/504) → address admission (403,
+//! 502 loop) → connect (502/504) → 200. Nothing is answered 2xx before the upstream connection exists, and
+//! every refusal closes the connection, so bytes after a refused request are never acted on.
+//! Deliberate misbehaviours come in only through [`Shared::hooks`] (see [`crate::hooks`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -12,14 +13,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use crate::auth::AuthCheck;
-use crate::config::{FaultKind as F, ProxyConfig};
-use crate::policy::Denial;
-use crate::relay::{self, CloseReason, RelayFaults, Traffic};
+use crate::config::ProxyConfig;
+use crate::decision::{self, Decision, Request};
+use crate::hooks::{Hooks, Interjection};
+use crate::relay::{self, CloseReason, Traffic};
 use crate::resolve::{ResolveError, Resolver};
-use crate::response::{ESTABLISHED, ErrorResponse, ErrorType};
+use crate::response::{ErrorResponse, ErrorType};
 use crate::stream::ClientStream;
-use crate::wire::{HeadParser, Host, Progress, WireError};
+use crate::wire::{HeadParser, Progress, WireError};
 
 /// What every connection task shares.
 pub(crate) struct Shared {
@@ -27,6 +28,8 @@ pub(crate) struct Shared {
     pub resolver: Resolver,
     /// The proxy's own listening addresses, so that a tunnel to itself is refused (RFC 9110 §7.6 loops).
     pub own_addrs: Vec<SocketAddr>,
+    /// Where faults hook in; [`crate::hooks::Correct`] unless the `faults` feature configured some.
+    pub hooks: Box<dyn Hooks>,
 }
 
 impl Shared {
@@ -54,62 +57,6 @@ pub(crate) struct ConnLog {
     pub reason: String,
 }
 
-/// The parts of a request head the proxy acts on, copied out of the read buffer.
-struct Request {
-    method: String,
-    /// The request-target as sent, for the log.
-    target: String,
-    host: OwnedHost,
-    port: u16,
-    host_field: Option<(OwnedHost, Option<u16>)>,
-    auth: Option<AuthCheck>,
-    /// What some faults look at (see `request_faults`).
-    #[allow(dead_code)]
-    version: crate::wire::Version,
-    #[allow(dead_code)]
-    leading_empty_line: bool,
-    #[allow(dead_code)]
-    upgrade: bool,
-    #[allow(dead_code)]
-    expect_100: bool,
-    /// Every Proxy-Authorization value starts with exactly `Basic `.
-    #[allow(dead_code)]
-    auth_scheme_exact: bool,
-}
-
-#[derive(Debug, Clone)]
-enum OwnedHost {
-    Name(String),
-    Ip(IpAddr),
-}
-
-impl OwnedHost {
-    fn from(h: &Host<'_>) -> Self {
-        match h {
-            Host::Name(n) => OwnedHost::Name((*n).to_owned()),
-            Host::Ipv4(a) => OwnedHost::Ip(IpAddr::V4(*a)),
-            Host::Ipv6(a) => OwnedHost::Ip(IpAddr::V6(*a)),
-        }
-    }
-
-    fn as_host(&self) -> Host<'_> {
-        match self {
-            OwnedHost::Name(n) => Host::Name(n),
-            OwnedHost::Ip(IpAddr::V4(a)) => Host::Ipv4(*a),
-            OwnedHost::Ip(IpAddr::V6(a)) => Host::Ipv6(*a),
-        }
-    }
-
-    /// For comparisons with SNI (faults only): names without a trailing dot, case-folded.
-    #[allow(dead_code)]
-    fn name_key(&self) -> String {
-        match self {
-            OwnedHost::Name(n) => n.trim_end_matches('.').to_ascii_lowercase(),
-            OwnedHost::Ip(ip) => ip.to_string(),
-        }
-    }
-}
-
 enum HeadOutcome {
     Complete(usize),
     Closed,
@@ -121,11 +68,12 @@ enum HeadOutcome {
 /// Serves one connection to its end. `deadline` bounds the (TLS handshake and) request head.
 pub(crate) async fn serve(mut client: ClientStream, shared: &Shared, deadline: Instant, log: &mut ConnLog) {
     let config = &shared.config;
-    let mut parser = HeadParser::new(parser_limits(config));
+    let hooks = &*shared.hooks;
+    let mut parser = HeadParser::new(hooks.parser_limits(config.limits.wire));
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
-        let head_len = match read_head(&mut client, &mut buf, &mut parser, deadline, config).await {
-            HeadOutcome::Complete(n) => n,
+        let (head_len, refusal) = match read_head(&mut client, &mut buf, &mut parser, deadline, shared).await {
+            HeadOutcome::Complete(n) => (n, None),
             HeadOutcome::Closed => {
                 log.reason = if buf.is_empty() { "client-closed" } else { "client-closed-mid-head" }.into();
                 return;
@@ -137,59 +85,48 @@ pub(crate) async fn serve(mut client: ClientStream, shared: &Shared, deadline: I
             HeadOutcome::TimedOut => {
                 let details = format!("request head not received within {:?}", config.limits.header_timeout);
                 let resp = ErrorResponse::new(408, ErrorType::HttpRequestError, details);
-                reject(&mut client, resp, config, log, "header-timeout").await;
+                reject(&mut client, resp, shared, log, "header-timeout").await;
                 return;
             }
             HeadOutcome::Invalid(e) => {
                 let details = format!("{}: {} ({})", e.kind(), e, e.rule());
                 let resp = ErrorResponse::new(e.status(), ErrorType::HttpRequestError, details);
-                let resp = match replaced_rejection(config, &e) {
-                    None => resp,
-                    Some(None) => {
-                        log.reason = "invalid-request-silent-close".into();
-                        return;
-                    }
-                    Some(Some(other)) => other,
+                let Some(resp) = hooks.invalid_head(&e, resp) else {
+                    log.reason = "invalid-request-silent-close".into();
+                    return;
                 };
-                if config.has_fault(F::NoCloseAfterReject) {
-                    write_response(&mut client, &resp.to_bytes(&config.name), config).await;
-                    log.status = Some(resp.status);
-                    match memchr::memmem::find(&buf, b"\r\n\r\n") {
-                        Some(end) => drop(buf.drain(..end + 4)),
-                        None => buf.clear(),
-                    }
-                    parser.reset();
-                    continue;
-                }
-                reject(&mut client, resp, config, log, "invalid-request").await;
-                return;
+                let end = memchr::memmem::find(&buf, b"\r\n\r\n").map_or(buf.len(), |end| end + 4);
+                (end, Some((resp, "invalid-request")))
             }
         };
-        let mut request = extract(&parser, &buf, config);
-        request.leading_empty_line = buf.starts_with(b"\r\n");
-        log.target = Some(request.target.clone());
-        match connect_request(&mut client, shared, &request, log).await {
-            Ok(upstream) => {
-                // The head and parser are not needed any more: idle tunnels keep no request buffers.
-                let early = buf.split_off(head_len);
-                drop(buf);
-                drop(parser);
-                tunnel(client, upstream, early, config, log).await;
-                return;
-            }
-            Err(Some(resp)) => {
-                if config.has_fault(F::NoCloseAfterReject) {
-                    write_response(&mut client, &resp.to_bytes(&config.name), config).await;
-                    log.status = Some(resp.status);
-                    buf.drain(..head_len);
-                    parser.reset();
-                    continue;
+        let refusal = match refusal {
+            Some(r) => r,
+            None => {
+                let request = Request::from_head(&parser.head(&buf), &buf, config);
+                log.target = Some(request.target.clone());
+                match connect_request(&mut client, shared, &request, log).await {
+                    Ok(upstream) => {
+                        // The head and parser are not needed any more: idle tunnels keep no request buffers.
+                        let early = buf.split_off(head_len);
+                        drop(buf);
+                        drop(parser);
+                        tunnel(client, upstream, early, shared, log).await;
+                        return;
+                    }
+                    Err(Some(resp)) => (resp, "refused"),
+                    Err(None) => return,
                 }
-                reject(&mut client, resp, config, log, "refused").await;
-                return;
             }
-            Err(None) => return,
+        };
+        let (resp, reason) = refusal;
+        if !hooks.keep_reading_after_refusal() {
+            reject(&mut client, resp, shared, log, reason).await;
+            return;
         }
+        write_response(&mut client, &hooks.refusal(resp.clone()).to_bytes(&config.name), config).await;
+        log.status = Some(resp.status);
+        buf.drain(..head_len.min(buf.len()));
+        parser.reset();
     }
 }
 
@@ -199,23 +136,25 @@ async fn read_head(
     buf: &mut Vec<u8>,
     parser: &mut HeadParser,
     deadline: Instant,
-    config: &ProxyConfig,
+    shared: &Shared,
 ) -> HeadOutcome {
+    let hooks = &*shared.hooks;
+    let max_head = hooks.parser_limits(shared.config.limits.wire).max_head;
     // With a parser-relaxing fault, a refused head is read to its end, rewritten, and parsed again.
     let mut pending_error: Option<WireError> = None;
     loop {
         if let Some(err) = &pending_error {
             if let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") {
-                return relax(buf, end + 4, parser, err.clone(), config);
+                return relax(buf, end + 4, parser, err.clone(), hooks);
             }
-            if buf.len() > config.limits.wire.max_head {
+            if buf.len() > max_head {
                 return HeadOutcome::Invalid(err.clone());
             }
         } else if !buf.is_empty() {
             match parser.advance(buf) {
                 Ok(Progress::Complete(n)) => return HeadOutcome::Complete(n),
                 Ok(Progress::Partial) => {}
-                Err(e) if may_relax(&e, config) => {
+                Err(e) if hooks.relaxes(&e) => {
                     pending_error = Some(e);
                     continue;
                 }
@@ -235,19 +174,9 @@ async fn read_head(
     }
 }
 
-#[cfg(feature = "faults")]
-fn may_relax(e: &WireError, config: &ProxyConfig) -> bool {
-    crate::faults::relaxes(&config.faults, e)
-}
-
-#[cfg(not(feature = "faults"))]
-fn may_relax(_: &WireError, _: &ProxyConfig) -> bool {
-    false
-}
-
-#[cfg(feature = "faults")]
-fn relax(buf: &mut Vec<u8>, end: usize, parser: &mut HeadParser, err: WireError, config: &ProxyConfig) -> HeadOutcome {
-    let Some(mut rewritten) = crate::faults::relax_head(&config.faults, &buf[..end], &err) else {
+/// A head the parser refused, rewritten by a fault hook and parsed again (the refusal stands otherwise).
+fn relax(buf: &mut Vec<u8>, end: usize, parser: &mut HeadParser, err: WireError, hooks: &dyn Hooks) -> HeadOutcome {
+    let Some(mut rewritten) = hooks.relax_head(&buf[..end], &err) else {
         return HeadOutcome::Invalid(err);
     };
     rewritten.extend_from_slice(&buf[end..]);
@@ -257,48 +186,16 @@ fn relax(buf: &mut Vec<u8>, end: usize, parser: &mut HeadParser, err: WireError,
         Ok(Progress::Complete(n)) => HeadOutcome::Complete(n),
         Ok(Progress::Partial) => HeadOutcome::Invalid(err),
         // Another relaxable error in the same head: relax again.
-        Err(e) if may_relax(&e, config) && e != err => {
+        Err(e) if hooks.relaxes(&e) && e != err => {
             let end = memchr::memmem::find(buf, b"\r\n\r\n").map_or(buf.len(), |e| e + 4);
-            relax(buf, end, parser, e, config)
+            relax(buf, end, parser, e, hooks)
         }
         Err(e) => HeadOutcome::Invalid(e),
     }
 }
 
-#[cfg(not(feature = "faults"))]
-fn relax(_: &mut Vec<u8>, _: usize, _: &mut HeadParser, err: WireError, _: &ProxyConfig) -> HeadOutcome {
-    HeadOutcome::Invalid(err)
-}
-
-fn extract(parser: &HeadParser, buf: &[u8], config: &ProxyConfig) -> Request {
-    let head = parser.head(buf);
-    let (host, port) = match head.authority() {
-        Some(a) => (OwnedHost::from(&a.host), a.port),
-        // Not a CONNECT: the target is not used.
-        None => (OwnedHost::Name(String::new()), 0),
-    };
-    let host_field = head.host().map(|h| (OwnedHost::from(&h.host), h.port));
-    let auth = config.auth.as_ref().map(|auth| {
-        auth.check(head.fields().filter(|f| f.name.eq_ignore_ascii_case("proxy-authorization")).map(|f| f.value))
-    });
-    let named = |name: &'static str| head.fields().filter(move |f| f.name.eq_ignore_ascii_case(name));
-    Request {
-        method: head.method().to_owned(),
-        target: head.target().to_owned(),
-        host,
-        port,
-        host_field,
-        auth,
-        version: head.version(),
-        leading_empty_line: false,
-        upgrade: named("upgrade").next().is_some(),
-        expect_100: named("expect").any(|f| f.value.eq_ignore_ascii_case(b"100-continue")),
-        auth_scheme_exact: named("proxy-authorization").all(|f| f.value.starts_with(b"Basic ")),
-    }
-}
-
-/// Checks the request and connects upstream. `Err(Some(response))` refuses; `Err(None)` means the connection
-/// is already answered (only under a fault) and should just close.
+/// Acts on the decision, resolves and connects. `Err(Some(response))` refuses; `Err(None)` means the
+/// connection is already answered (only under a fault) and should just close.
 async fn connect_request(
     client: &mut ClientStream,
     shared: &Shared,
@@ -306,88 +203,33 @@ async fn connect_request(
     log: &mut ConnLog,
 ) -> Result<TcpStream, Option<ErrorResponse>> {
     let config = &shared.config;
-    if req.method != "CONNECT" {
-        let details = format!("method {} is not supported; this proxy only implements CONNECT", req.method);
-        return Err(Some(
-            ErrorResponse::new(501, ErrorType::ProxyInternalResponse, details).with_field("Allow", "CONNECT"),
-        ));
-    }
-    request_faults(client, req, config).await?;
-    let auth_check = req.auth.map(|check| auth_faults(req, check, config));
-    if let (Some(auth), Some(check)) = (&config.auth, auth_check)
-        && check != AuthCheck::Ok
-    {
-        if config.has_fault(F::Auth401) {
-            return Err(Some(
-                ErrorResponse::new(401, ErrorType::ProxyInternalResponse, "authentication required")
-                    .with_field("WWW-Authenticate", auth.challenge()),
-            ));
+    let hooks = &*shared.hooks;
+    let dest = match decision::decide(req, log.sni.as_deref(), config, hooks) {
+        Decision::Connect(dest) => dest,
+        Decision::Refuse(resp) | Decision::Interject(Interjection::Refuse(resp)) => return Err(Some(resp)),
+        Decision::Interject(Interjection::WriteAndClose { bytes, stall }) => {
+            write_response(client, bytes, config).await;
+            if stall {
+                tokio::time::sleep(config.limits.header_timeout).await;
+            }
+            return Err(None);
         }
-        let details = match check {
-            AuthCheck::Missing => "proxy authentication required",
-            _ => "invalid proxy credentials",
-        };
-        let refusal = ErrorResponse::new(407, ErrorType::ProxyInternalResponse, details);
-        if config.has_fault(F::ProxyAuthenticateMissing) {
-            return Err(Some(refusal));
-        }
-        return Err(Some(refusal.with_field("Proxy-Authenticate", auth.challenge())));
-    }
-    sni_faults(req, config, log)?;
-    let (host, port) = match (&req.host_field, config.has_fault(F::RouteByHost)) {
-        (Some((h, p)), true) => (h.clone(), p.unwrap_or(req.port)),
-        _ => (req.host.clone(), req.port),
     };
-    let enforce = !config.has_fault(F::IgnorePolicy);
-    if config.has_fault(F::SslPortsOnly) && !matches!(port, 443 | 563) {
-        return Err(Some(ErrorResponse::new(
-            403,
-            ErrorType::HttpRequestDenied,
-            format!("port {port} is not an SSL port"),
-        )));
-    }
-    if enforce && let Err(denial) = config.policy.check_port(port) {
-        return Err(Some(ErrorResponse::new(403, ErrorType::HttpRequestDenied, denial.to_string())));
-    }
-    if enforce && config.policy.ip_literals_only && matches!(host, OwnedHost::Name(_)) {
-        return Err(Some(ErrorResponse::new(403, ErrorType::DestinationIpProhibited, Denial::Name.to_string())));
-    }
-    let early_200 = config.has_fault(F::RespondBeforeConnect);
+    let early_200 = hooks.respond_before_connect();
     if early_200 {
-        write_response(client, &success_bytes(config), config).await;
+        write_response(client, hooks.success_head(), config).await;
         log.status = Some(200);
     }
+    // Once a 2xx went out, a failure can only close the connection.
     let fail = |resp: ErrorResponse| if early_200 { None } else { Some(resp) };
-    let ips = match shared.resolver.resolve(&host.as_host()).await {
+    let ips = match shared.resolver.resolve(&dest.host.as_host()).await {
         Ok(ips) => ips,
         Err(e @ ResolveError::Timeout(..)) => {
             return Err(fail(ErrorResponse::new(504, ErrorType::DnsTimeout, e.to_string())));
         }
         Err(e) => return Err(fail(ErrorResponse::new(502, ErrorType::DnsError, e.to_string()))),
     };
-    let mut first_denial: Option<Denial> = None;
-    let allowed: Vec<SocketAddr> = ips
-        .iter()
-        .filter(|ip| match config.policy.check_addr(**ip) {
-            Ok(()) => true,
-            Err(_) if !enforce => true,
-            Err(d) => {
-                first_denial.get_or_insert(d);
-                false
-            }
-        })
-        .map(|ip| SocketAddr::new(*ip, port))
-        .collect();
-    if allowed.is_empty() {
-        let details = first_denial.map_or_else(|| "no address".to_owned(), |d| d.to_string());
-        return Err(fail(ErrorResponse::new(403, ErrorType::DestinationIpProhibited, details)));
-    }
-    if let Some(own) = allowed.iter().find(|a| shared.is_self(**a))
-        && !config.has_fault(F::NoLoopDetection)
-    {
-        let details = format!("{own} is this proxy");
-        return Err(fail(ErrorResponse::new(502, ErrorType::ProxyLoopDetected, details)));
-    }
+    let allowed = decision::admit(&ips, dest.port, config, hooks, |a| shared.is_self(a)).map_err(fail)?;
     match connect_any(&allowed, config.limits.connect_timeout).await {
         Ok(stream) => {
             let _ = stream.set_nodelay(true);
@@ -398,104 +240,6 @@ async fn connect_request(
         }
         Err(resp) => Err(fail(resp)),
     }
-}
-
-#[cfg(feature = "faults")]
-fn sni_faults(req: &Request, config: &ProxyConfig, log: &ConnLog) -> Result<(), Option<ErrorResponse>> {
-    let Some(sni) = &log.sni else {
-        return Ok(());
-    };
-    let mismatch = sni.trim_end_matches('.').to_ascii_lowercase() != req.host.name_key();
-    if mismatch && config.has_fault(F::SniMustMatchTarget) {
-        let details = format!(
-            "Hostname {sni} provided via SNI and hostname {} provided via HTTP are different",
-            req.host.as_host()
-        );
-        return Err(Some(ErrorResponse::new(400, ErrorType::HttpRequestError, details)));
-    }
-    if mismatch && config.has_fault(F::Answer421OnSniMismatch) {
-        return Err(Some(ErrorResponse::new(421, ErrorType::HttpRequestError, "SNI does not match the request")));
-    }
-    Ok(())
-}
-
-#[cfg(not(feature = "faults"))]
-fn sni_faults(_: &Request, _: &ProxyConfig, _: &ConnLog) -> Result<(), Option<ErrorResponse>> {
-    Ok(())
-}
-
-/// The parser limits, widened or narrowed by the limit faults.
-fn parser_limits(config: &ProxyConfig) -> crate::wire::Limits {
-    let mut limits = config.limits.wire;
-    if config.has_fault(F::NoHeadLimit) {
-        limits = crate::wire::Limits { max_request_line: 1 << 20, max_head: 16 << 20, max_fields: 1 << 20 };
-    }
-    if config.has_fault(F::SmallHeadLimit) {
-        limits.max_head = limits.max_head.min(4096);
-    }
-    limits
-}
-
-/// The faults that replace the parser's rejection: `None` keeps it, `Some(None)` closes silently.
-#[cfg(feature = "faults")]
-fn replaced_rejection(config: &ProxyConfig, e: &WireError) -> Option<Option<ErrorResponse>> {
-    use crate::faults::Rejection;
-    Some(match crate::faults::replace_rejection(&config.faults, e)? {
-        Rejection::Silent => None,
-        Rejection::Answer(status, error, details) => Some(ErrorResponse::new(status, error, details)),
-    })
-}
-
-#[cfg(not(feature = "faults"))]
-fn replaced_rejection(_: &ProxyConfig, _: &WireError) -> Option<Option<ErrorResponse>> {
-    None
-}
-
-/// Faults that refuse (or mis-answer) a request the strict parser accepted.
-async fn request_faults(
-    client: &mut ClientStream,
-    req: &Request,
-    config: &ProxyConfig,
-) -> Result<(), Option<ErrorResponse>> {
-    let refuse = |status: u16, details: &str| {
-        Err(Some(ErrorResponse::new(status, ErrorType::HttpRequestError, details.to_owned())))
-    };
-    if config.has_fault(F::RejectLeadingEmptyLine) && req.leading_empty_line {
-        return refuse(400, "empty line before the request-line");
-    }
-    if config.has_fault(F::SplitAtFirstColon) && req.target.starts_with('[') {
-        return refuse(400, "invalid port");
-    }
-    if config.has_fault(F::RejectUnknownMinorVersion) && req.version.minor > 1 {
-        return refuse(505, "HTTP version not supported");
-    }
-    if config.has_fault(F::HostRequiredForHttp10) && req.host_field.is_none() {
-        return refuse(400, "no Host");
-    }
-    if config.has_fault(F::HostPortRequired) && matches!(req.host_field, Some((_, None))) {
-        return refuse(400, "Host without a port");
-    }
-    if config.has_fault(F::SwitchProtocolsOnUpgrade) && req.upgrade {
-        write_response(client, b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n", config).await;
-        return Err(None);
-    }
-    if config.has_fault(F::Expect100Stalls) && req.expect_100 {
-        write_response(client, b"HTTP/1.1 100 Continue\r\n\r\n", config).await;
-        tokio::time::sleep(config.limits.header_timeout).await;
-        return Err(None);
-    }
-    Ok(())
-}
-
-/// The authentication faults: any credentials pass, or only the exact spelling `Basic` does.
-fn auth_faults(req: &Request, check: AuthCheck, config: &ProxyConfig) -> AuthCheck {
-    if config.has_fault(F::AcceptAnyCredentials) && check == AuthCheck::Invalid {
-        return AuthCheck::Ok;
-    }
-    if config.has_fault(F::BasicSchemeCaseSensitive) && check == AuthCheck::Ok && !req.auth_scheme_exact {
-        return AuthCheck::Invalid;
-    }
-    check
 }
 
 /// Tries each address in order within one overall deadline.
@@ -529,37 +273,13 @@ async fn connect_any(addrs: &[SocketAddr], limit: Duration) -> Result<TcpStream,
     })
 }
 
-fn success_bytes(config: &ProxyConfig) -> Vec<u8> {
-    if config.has_fault(F::NoSpaceAfterStatus) {
-        return b"HTTP/1.1 200\r\n\r\n".to_vec();
-    }
-    if config.has_fault(F::ExtraCrlfAfter2xx) {
-        return b"HTTP/1.1 200 Connection Established\r\n\r\n\r\n".to_vec();
-    }
-    if config.has_fault(F::Http10StatusLine) {
-        return b"HTTP/1.0 200 Connection Established\r\nProxy-agent: reference-proxy\r\n\r\n".to_vec();
-    }
-    if config.has_fault(F::ContentLengthIn2xx) {
-        return b"HTTP/1.1 200 Connection Established\r\nContent-Length: 0\r\n\r\n".to_vec();
-    }
-    if config.has_fault(F::TransferEncodingIn2xx) {
-        return b"HTTP/1.1 200 Connection Established\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-    }
-    ESTABLISHED.to_vec()
-}
-
 /// Answers 200, forwards the early data, and relays until the tunnel ends.
-async fn tunnel(
-    mut client: ClientStream,
-    mut upstream: TcpStream,
-    early: Vec<u8>,
-    config: &ProxyConfig,
-    log: &mut ConnLog,
-) {
+async fn tunnel(mut client: ClientStream, mut upstream: TcpStream, early: Vec<u8>, shared: &Shared, log: &mut ConnLog) {
+    let (config, hooks) = (&shared.config, &*shared.hooks);
     let write_limit = config.limits.idle_timeout;
-    if !config.has_fault(F::RespondBeforeConnect) {
+    if !hooks.respond_before_connect() {
         let ok = timeout(write_limit, async {
-            client.write_all(&success_bytes(config)).await?;
+            client.write_all(hooks.success_head()).await?;
             client.flush().await
         })
         .await;
@@ -569,7 +289,7 @@ async fn tunnel(
         }
     }
     let traffic = Traffic::new();
-    if !early.is_empty() && !config.has_fault(F::DropEarlyData) {
+    if !early.is_empty() && hooks.forward_early_data() {
         match timeout(write_limit, upstream.write_all(&early)).await {
             Ok(Ok(())) => {
                 traffic.up.fetch_add(early.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -581,13 +301,11 @@ async fn tunnel(
         }
     }
     drop(early);
-    let faults = RelayFaults {
-        lose_last_upstream_bytes: config.has_fault(F::LoseLastUpstreamBytes),
-        lose_last_client_bytes: config.has_fault(F::LoseLastClientBytes),
-        corrupt: config.has_fault(F::CorruptTunnelBytes),
-        half_close_closes_both: config.has_fault(F::HalfCloseClosesBoth),
-        no_close_notify: config.has_fault(F::NoCloseNotify),
-    };
+    let faults = hooks.relay();
+    if faults.any() {
+        // Said once per tunnel, so a measurement under a fault is never mistaken for the splice path's.
+        tracing::warn!(?faults, "relay faults enabled: splice is off, bytes are copied through user space");
+    }
     let idle = config.limits.idle_timeout;
     let reason = match client {
         ClientStream::Plain(tcp) => relay::relay_tcp(tcp, upstream, traffic.clone(), idle, faults).await,
@@ -618,16 +336,14 @@ async fn write_response(client: &mut ClientStream, bytes: &[u8], config: &ProxyC
 pub(crate) async fn reject(
     client: &mut ClientStream,
     resp: ErrorResponse,
-    config: &ProxyConfig,
+    shared: &Shared,
     log: &mut ConnLog,
     reason: &str,
 ) {
+    let config = &shared.config;
     log.status = Some(resp.status);
     log.reason = reason.to_owned();
-    let mut resp = resp;
-    if config.has_fault(F::ProxyStatusGeneric) {
-        resp.error = ErrorType::ProxyInternalError;
-    }
+    let resp = shared.hooks.refusal(resp);
     let bytes = resp.to_bytes(&config.name);
     let linger = config.limits.linger;
     let written = timeout(config.limits.header_timeout, async {

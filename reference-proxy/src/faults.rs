@@ -2,258 +2,182 @@
 //! can show that its checks fail when they should (negative controls). Never enabled in the default binary.
 
 use std::str::FromStr;
+#[cfg(feature = "faults")]
+use std::sync::Arc;
 
-/// One misbehaviour. Several can be combined in [`crate::config::ProxyConfig::faults`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Fault {
-    /// Answer 400 when the TLS SNI differs from the CONNECT host (Apache 2.2.12–2.2.26 / 2.4 < 2.4.9).
-    SniMustMatchTarget,
-    /// `Content-Length: 0` in the 200 (google/martian#209, which broke curl).
-    ContentLengthIn2xx,
-    /// `Transfer-Encoding: chunked` in the 200 (apache/trafficserver#5156).
-    TransferEncodingIn2xx,
-    /// Tunnel to the Host field instead of the request-target.
-    RouteByHost,
-    /// Discard bytes sent with or right after the request head (apify/proxy-chain#284).
-    DropEarlyData,
-    /// Drop the last chunk the upstream sent before closing.
-    LoseLastUpstreamBytes,
-    /// Send the 200 before (and whether or not) the upstream connection exists.
-    RespondBeforeConnect,
-    /// Accept a CONNECT target without a port, defaulting to 443 (tinyproxy's `extract_url`).
-    AcceptMissingPort,
-    /// Accept whitespace between a field name and its colon.
-    AcceptWsBeforeColon,
-    /// Accept several Host field lines (the first one wins).
-    AcceptDuplicateHost,
-    /// Flip a bit in the first byte of every chunk relayed from the upstream to the client.
-    CorruptTunnelBytes,
-    /// Keep reading requests after an error response instead of closing.
-    NoCloseAfterReject,
-    /// Answer 421 when the TLS SNI differs from the CONNECT host (mod_ssl's "no compatible SSL setup").
-    Answer421OnSniMismatch,
-    /// When one side sends FIN, close both connections instead of half-closing.
-    HalfCloseClosesBoth,
-    /// Connect wherever asked: no port or address policy.
-    IgnorePolicy,
-    /// Read the port like C `atoi` into 16 bits: sign and trailing junk ignored, 65536 wraps to 0, 0 means 443.
-    LaxPort,
-    /// Read the port into 32 bits with wrap-around, then check the 16-bit range: `N + 2^32` becomes `N` (a
-    /// proxy that validates after an overflowing parse).
-    PortWraps32,
-    /// Strip `userinfo@` from the CONNECT target and connect (tinyproxy's `strip_username_password`).
-    StripUserinfo,
-    /// Take the authority out of an absolute-form target (`http://host:port/`), with the scheme's port.
-    AcceptAbsoluteForm,
-    /// For an origin-form or asterisk-form CONNECT target, tunnel to the Host field instead.
-    OriginFormRoutesByHost,
-    /// Cut a path, query or fragment off the CONNECT target (tinyproxy splits at `/`).
-    IgnoreTargetPath,
-    /// Accept `[127.0.0.1]:port`, `[name]:port` and unbracketed `::1:port` (Squid before PR #1253).
-    LaxBrackets,
-    /// Hand malformed host names to the resolver instead of answering 400 (it then fails: 502).
-    ResolveUncheckedNames,
-    /// Split the target at its first colon, so bracketed IPv6 literals are refused with 400.
-    SplitAtFirstColon,
-    /// Treat any method with an authority-form target as CONNECT.
-    AuthorityFormAnyMethod,
-    /// Compare the method CONNECT case-insensitively (`connect` opens a tunnel).
-    MethodCaseInsensitive,
-    /// Treat a bare CR as a line end.
-    BareCrEndsLine,
-    /// Answer 400 to an empty line before the request-line.
-    RejectLeadingEmptyLine,
-    /// Close the connection without a response when a request head is malformed.
-    SilentCloseOnBadRequest,
-    /// Accept any HTTP-version text (`http/1.1`, `HTTP/1`, `HTTP/2.0`) as HTTP/1.1.
-    LaxVersion,
-    /// Answer 505 to an HTTP/1.x version other than 1.0 and 1.1.
-    RejectUnknownMinorVersion,
-    /// Accept an HTTP/1.1 CONNECT without Host (many proxies ignore Host on CONNECT).
-    AcceptMissingHost,
-    /// Accept any Host field value without checking it.
-    HostNotValidated,
-    /// Answer 400 to an HTTP/1.0 CONNECT without Host.
-    HostRequiredForHttp10,
-    /// Answer 400 when the Host field has no port.
-    HostPortRequired,
-    /// Drop obs-fold continuation lines, keeping the first line of a folded value alone.
-    ObsFoldTruncates,
-    /// Truncate field values at a NUL (HTTP Garden: "Header values are truncated at \x00").
-    NulTruncatesValue,
-    /// Use a whitespace-preceded first field line as a field, trimming the whitespace.
-    AcceptWsBeforeFirstField,
-    /// Skip header lines without a colon or with an empty or non-token name.
-    SkipMalformedFieldLines,
-    /// Buffer request heads of any size and any number of fields (no 414/431).
-    NoHeadLimit,
-    /// Refuse request heads larger than 4 KiB with 431.
-    SmallHeadLimit,
-    /// Ignore Content-Length and Transfer-Encoding on a CONNECT and open the tunnel (the body becomes tunnel data).
-    TunnelDespiteFramingFields,
-    /// Answer `HTTP/1.0 200 Connection Established` to HTTP/1.1 requests (Apache mod_proxy_connect).
-    Http10StatusLine,
-    /// Label every error `proxy_internal_error` in Proxy-Status, whatever happened.
-    ProxyStatusGeneric,
-    /// Check only that Proxy-Authorization is present, not what it says.
-    AcceptAnyCredentials,
-    /// Challenge with 401 and WWW-Authenticate instead of 407 and Proxy-Authenticate.
-    Auth401,
-    /// Answer 101 Switching Protocols to a CONNECT that carries Upgrade.
-    SwitchProtocolsOnUpgrade,
-    /// Answer `Expect: 100-continue` with 100 and then wait for content that never comes.
-    Expect100Stalls,
-    /// Tunnel to the proxy's own listening address (tinyproxy before cd005a9).
-    NoLoopDetection,
-    /// Accept only the exact spelling `Basic` as the authentication scheme.
-    BasicSchemeCaseSensitive,
-    /// Prefer `h2c` in ALPN, which RFC 9113 §3.2 forbids over TLS (servers that copy cleartext protocol lists).
-    AlpnSelectsH2c,
-    /// Send an extra CRLF after the 2xx head, which the client reads as tunnel data.
-    ExtraCrlfAfter2xx,
-    /// Drop the last chunk the client sent before its FIN (the upstream never gets it).
-    LoseLastClientBytes,
-    /// Allow tunnels only to ports 443 and 563, whatever the configuration says (the Squid/ATS default lists, hard-coded).
-    SslPortsOnly,
-    /// When the target closes, close the client's TLS connection with a bare TCP FIN, no close_notify alert
-    /// (Apache mod_proxy_connect on a TLS listener).
-    NoCloseNotify,
-    /// Answer 407 without a Proxy-Authenticate challenge.
-    ProxyAuthenticateMissing,
-    /// On the TLS listener, read the ClientHello and never answer (a stalled handshake, neither completed nor
-    /// aborted with an alert).
-    StallTlsHandshake,
-    /// Send the 2xx status line without a reason phrase and without the SP before it (`HTTP/1.1 200`): RFC 9112
-    /// §4 requires the space even when the reason is absent.
-    NoSpaceAfterStatus,
+#[cfg(feature = "faults")]
+use crate::{
+    auth::AuthCheck,
+    decision::{Destination, OwnedHost, Request},
+    hooks::{Hooks, Interjection},
+    relay::RelayFaults,
+    response::{ErrorResponse, ErrorType},
+    wire::{Limits, WireError},
+};
+
+/// Declares the faults once: the enum, [`Fault::ALL`], the names and the descriptions all come from here.
+macro_rules! faults {
+    ($($(#[doc = $doc:literal])+ $variant:ident = $name:literal,)+) => {
+        /// One misbehaviour. Several can be combined in [`crate::config::ProxyConfig::faults`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Fault {
+            $($(#[doc = $doc])+ $variant,)+
+        }
+
+        impl Fault {
+            /// Every fault, in declaration order.
+            pub const ALL: &'static [Fault] = &[$(Fault::$variant,)+];
+
+            /// The kebab-case name used on the command line and in TOML.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Fault::$variant => $name,)+
+                }
+            }
+
+            /// What the fault does (its documentation, one line per doc line).
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(Fault::$variant => concat!($($doc, "\n"),+),)+
+                }
+            }
+        }
+    };
 }
 
-impl Fault {
-    pub const ALL: [Fault; 58] = [
-        Fault::SniMustMatchTarget,
-        Fault::ContentLengthIn2xx,
-        Fault::TransferEncodingIn2xx,
-        Fault::RouteByHost,
-        Fault::DropEarlyData,
-        Fault::LoseLastUpstreamBytes,
-        Fault::RespondBeforeConnect,
-        Fault::AcceptMissingPort,
-        Fault::AcceptWsBeforeColon,
-        Fault::AcceptDuplicateHost,
-        Fault::CorruptTunnelBytes,
-        Fault::NoCloseAfterReject,
-        Fault::Answer421OnSniMismatch,
-        Fault::HalfCloseClosesBoth,
-        Fault::IgnorePolicy,
-        Fault::LaxPort,
-        Fault::PortWraps32,
-        Fault::StripUserinfo,
-        Fault::AcceptAbsoluteForm,
-        Fault::OriginFormRoutesByHost,
-        Fault::IgnoreTargetPath,
-        Fault::LaxBrackets,
-        Fault::ResolveUncheckedNames,
-        Fault::SplitAtFirstColon,
-        Fault::AuthorityFormAnyMethod,
-        Fault::MethodCaseInsensitive,
-        Fault::BareCrEndsLine,
-        Fault::RejectLeadingEmptyLine,
-        Fault::SilentCloseOnBadRequest,
-        Fault::LaxVersion,
-        Fault::RejectUnknownMinorVersion,
-        Fault::AcceptMissingHost,
-        Fault::HostNotValidated,
-        Fault::HostRequiredForHttp10,
-        Fault::HostPortRequired,
-        Fault::ObsFoldTruncates,
-        Fault::NulTruncatesValue,
-        Fault::AcceptWsBeforeFirstField,
-        Fault::SkipMalformedFieldLines,
-        Fault::NoHeadLimit,
-        Fault::SmallHeadLimit,
-        Fault::TunnelDespiteFramingFields,
-        Fault::Http10StatusLine,
-        Fault::ProxyStatusGeneric,
-        Fault::AcceptAnyCredentials,
-        Fault::Auth401,
-        Fault::SwitchProtocolsOnUpgrade,
-        Fault::Expect100Stalls,
-        Fault::NoLoopDetection,
-        Fault::BasicSchemeCaseSensitive,
-        Fault::AlpnSelectsH2c,
-        Fault::ExtraCrlfAfter2xx,
-        Fault::LoseLastClientBytes,
-        Fault::SslPortsOnly,
-        Fault::NoSpaceAfterStatus,
-        Fault::StallTlsHandshake,
-        Fault::ProxyAuthenticateMissing,
-        Fault::NoCloseNotify,
-    ];
-
-    /// The kebab-case name used on the command line and in TOML.
-    pub fn name(self) -> &'static str {
-        match self {
-            Fault::SniMustMatchTarget => "sni-must-match-target",
-            Fault::ContentLengthIn2xx => "content-length-in-2xx",
-            Fault::TransferEncodingIn2xx => "transfer-encoding-in-2xx",
-            Fault::RouteByHost => "route-by-host",
-            Fault::DropEarlyData => "drop-early-data",
-            Fault::LoseLastUpstreamBytes => "lose-last-upstream-bytes",
-            Fault::RespondBeforeConnect => "respond-before-connect",
-            Fault::AcceptMissingPort => "accept-missing-port",
-            Fault::AcceptWsBeforeColon => "accept-ws-before-colon",
-            Fault::AcceptDuplicateHost => "accept-duplicate-host",
-            Fault::CorruptTunnelBytes => "corrupt-tunnel-bytes",
-            Fault::NoCloseAfterReject => "no-close-after-reject",
-            Fault::Answer421OnSniMismatch => "answer-421-on-sni-mismatch",
-            Fault::HalfCloseClosesBoth => "half-close-closes-both",
-            Fault::IgnorePolicy => "ignore-policy",
-            Fault::LaxPort => "lax-port",
-            Fault::StallTlsHandshake => "stall-tls-handshake",
-            Fault::ProxyAuthenticateMissing => "407-without-proxy-authenticate",
-            Fault::NoCloseNotify => "no-close-notify",
-            Fault::PortWraps32 => "port-wraps-32",
-            Fault::StripUserinfo => "strip-userinfo",
-            Fault::AcceptAbsoluteForm => "accept-absolute-form",
-            Fault::OriginFormRoutesByHost => "origin-form-routes-by-host",
-            Fault::IgnoreTargetPath => "ignore-target-path",
-            Fault::LaxBrackets => "lax-brackets",
-            Fault::ResolveUncheckedNames => "resolve-unchecked-names",
-            Fault::SplitAtFirstColon => "split-at-first-colon",
-            Fault::AuthorityFormAnyMethod => "authority-form-any-method",
-            Fault::MethodCaseInsensitive => "method-case-insensitive",
-            Fault::BareCrEndsLine => "bare-cr-ends-line",
-            Fault::RejectLeadingEmptyLine => "reject-leading-empty-line",
-            Fault::SilentCloseOnBadRequest => "silent-close-on-bad-request",
-            Fault::LaxVersion => "lax-version",
-            Fault::RejectUnknownMinorVersion => "reject-unknown-minor-version",
-            Fault::AcceptMissingHost => "accept-missing-host",
-            Fault::HostNotValidated => "host-not-validated",
-            Fault::HostRequiredForHttp10 => "host-required-for-http10",
-            Fault::HostPortRequired => "host-port-required",
-            Fault::ObsFoldTruncates => "obs-fold-truncates",
-            Fault::NulTruncatesValue => "nul-truncates-value",
-            Fault::AcceptWsBeforeFirstField => "accept-ws-before-first-field",
-            Fault::SkipMalformedFieldLines => "skip-malformed-field-lines",
-            Fault::NoHeadLimit => "no-head-limit",
-            Fault::SmallHeadLimit => "small-head-limit",
-            Fault::TunnelDespiteFramingFields => "tunnel-despite-framing-fields",
-            Fault::Http10StatusLine => "http10-status-line",
-            Fault::ProxyStatusGeneric => "proxy-status-generic",
-            Fault::AcceptAnyCredentials => "accept-any-credentials",
-            Fault::Auth401 => "auth-401",
-            Fault::SwitchProtocolsOnUpgrade => "switch-protocols-on-upgrade",
-            Fault::Expect100Stalls => "expect-100-stalls",
-            Fault::NoLoopDetection => "no-loop-detection",
-            Fault::BasicSchemeCaseSensitive => "basic-scheme-case-sensitive",
-            Fault::AlpnSelectsH2c => "alpn-selects-h2c",
-            Fault::ExtraCrlfAfter2xx => "extra-crlf-after-2xx",
-            Fault::LoseLastClientBytes => "lose-last-client-bytes",
-            Fault::SslPortsOnly => "ssl-ports-only",
-            Fault::NoSpaceAfterStatus => "no-space-after-status",
-        }
-    }
+faults! {
+    /// Answer 400 when the TLS SNI differs from the CONNECT host (Apache 2.2.12–2.2.26 / 2.4 < 2.4.9).
+    SniMustMatchTarget = "sni-must-match-target",
+    /// `Content-Length: 0` in the 200 (google/martian#209, which broke curl).
+    ContentLengthIn2xx = "content-length-in-2xx",
+    /// `Transfer-Encoding: chunked` in the 200 (apache/trafficserver#5156).
+    TransferEncodingIn2xx = "transfer-encoding-in-2xx",
+    /// Tunnel to the Host field instead of the request-target.
+    RouteByHost = "route-by-host",
+    /// Discard bytes sent with or right after the request head (apify/proxy-chain#284).
+    DropEarlyData = "drop-early-data",
+    /// Drop the last chunk the upstream sent before closing.
+    LoseLastUpstreamBytes = "lose-last-upstream-bytes",
+    /// Send the 200 before (and whether or not) the upstream connection exists.
+    RespondBeforeConnect = "respond-before-connect",
+    /// Accept a CONNECT target without a port, defaulting to 443 (tinyproxy's `extract_url`).
+    AcceptMissingPort = "accept-missing-port",
+    /// Accept whitespace between a field name and its colon.
+    AcceptWsBeforeColon = "accept-ws-before-colon",
+    /// Accept several Host field lines (the first one wins).
+    AcceptDuplicateHost = "accept-duplicate-host",
+    /// Flip a bit in the first byte of every chunk relayed from the upstream to the client.
+    CorruptTunnelBytes = "corrupt-tunnel-bytes",
+    /// Keep reading requests after an error response instead of closing.
+    NoCloseAfterReject = "no-close-after-reject",
+    /// Answer 421 when the TLS SNI differs from the CONNECT host (mod_ssl's "no compatible SSL setup").
+    Answer421OnSniMismatch = "answer-421-on-sni-mismatch",
+    /// When one side sends FIN, close both connections instead of half-closing.
+    HalfCloseClosesBoth = "half-close-closes-both",
+    /// Connect wherever asked: no port or address policy.
+    IgnorePolicy = "ignore-policy",
+    /// Read the port like C `atoi` into 16 bits: sign and trailing junk ignored, 65536 wraps to 0, 0 means 443.
+    LaxPort = "lax-port",
+    /// Read the port into 32 bits with wrap-around, then check the 16-bit range: `N + 2^32` becomes `N` (a
+    /// proxy that validates after an overflowing parse).
+    PortWraps32 = "port-wraps-32",
+    /// Strip `userinfo@` from the CONNECT target and connect (tinyproxy's `strip_username_password`).
+    StripUserinfo = "strip-userinfo",
+    /// Take the authority out of an absolute-form target (`http://host:port/`), with the scheme's port.
+    AcceptAbsoluteForm = "accept-absolute-form",
+    /// For an origin-form or asterisk-form CONNECT target, tunnel to the Host field instead.
+    OriginFormRoutesByHost = "origin-form-routes-by-host",
+    /// Cut a path, query or fragment off the CONNECT target (tinyproxy splits at `/`).
+    IgnoreTargetPath = "ignore-target-path",
+    /// Accept `[127.0.0.1]:port`, `[name]:port` and unbracketed `::1:port` (Squid before PR #1253).
+    LaxBrackets = "lax-brackets",
+    /// Hand malformed host names to the resolver instead of answering 400 (it then fails: 502).
+    ResolveUncheckedNames = "resolve-unchecked-names",
+    /// Split the target at its first colon, so bracketed IPv6 literals are refused with 400.
+    SplitAtFirstColon = "split-at-first-colon",
+    /// Treat any method with an authority-form target as CONNECT.
+    AuthorityFormAnyMethod = "authority-form-any-method",
+    /// Compare the method CONNECT case-insensitively (`connect` opens a tunnel).
+    MethodCaseInsensitive = "method-case-insensitive",
+    /// Treat a bare CR as a line end.
+    BareCrEndsLine = "bare-cr-ends-line",
+    /// Answer 400 to an empty line before the request-line.
+    RejectLeadingEmptyLine = "reject-leading-empty-line",
+    /// Close the connection without a response when a request head is malformed.
+    SilentCloseOnBadRequest = "silent-close-on-bad-request",
+    /// Accept any HTTP-version text (`http/1.1`, `HTTP/1`, `HTTP/2.0`) as HTTP/1.1.
+    LaxVersion = "lax-version",
+    /// Answer 505 to an HTTP/1.x version other than 1.0 and 1.1.
+    RejectUnknownMinorVersion = "reject-unknown-minor-version",
+    /// Accept an HTTP/1.1 CONNECT without Host (many proxies ignore Host on CONNECT).
+    AcceptMissingHost = "accept-missing-host",
+    /// Accept any Host field value without checking it.
+    HostNotValidated = "host-not-validated",
+    /// Answer 400 to an HTTP/1.0 CONNECT without Host.
+    HostRequiredForHttp10 = "host-required-for-http10",
+    /// Answer 400 when the Host field has no port.
+    HostPortRequired = "host-port-required",
+    /// Drop obs-fold continuation lines, keeping the first line of a folded value alone.
+    ObsFoldTruncates = "obs-fold-truncates",
+    /// Truncate field values at a NUL (HTTP Garden: "Header values are truncated at \x00").
+    NulTruncatesValue = "nul-truncates-value",
+    /// Use a whitespace-preceded first field line as a field, trimming the whitespace; a Host given that way wins
+    /// over later Host lines and names the tunnel's destination (a proxy that processes the line and routes by the
+    /// first Host it sees).
+    AcceptWsBeforeFirstField = "accept-ws-before-first-field",
+    /// Skip header lines without a colon or with an empty or non-token name.
+    SkipMalformedFieldLines = "skip-malformed-field-lines",
+    /// Buffer request heads of any size and any number of fields (no 414/431).
+    NoHeadLimit = "no-head-limit",
+    /// Refuse request heads larger than 4 KiB with 431.
+    SmallHeadLimit = "small-head-limit",
+    /// Ignore Content-Length and Transfer-Encoding on a CONNECT and open the tunnel (the body becomes tunnel data).
+    TunnelDespiteFramingFields = "tunnel-despite-framing-fields",
+    /// Answer `HTTP/1.0 200 Connection Established` to HTTP/1.1 requests (Apache mod_proxy_connect).
+    Http10StatusLine = "http10-status-line",
+    /// Label every error `proxy_internal_error` in Proxy-Status, whatever happened.
+    ProxyStatusGeneric = "proxy-status-generic",
+    /// Check only that Proxy-Authorization is present, not what it says.
+    AcceptAnyCredentials = "accept-any-credentials",
+    /// Challenge with 401 and WWW-Authenticate instead of 407 and Proxy-Authenticate.
+    Auth401 = "auth-401",
+    /// Answer 101 Switching Protocols to a CONNECT that carries Upgrade.
+    SwitchProtocolsOnUpgrade = "switch-protocols-on-upgrade",
+    /// Answer `Expect: 100-continue` with 100 and then wait for content that never comes.
+    Expect100Stalls = "expect-100-stalls",
+    /// Tunnel to the proxy's own listening address (tinyproxy before cd005a9).
+    NoLoopDetection = "no-loop-detection",
+    /// Accept only the exact spelling `Basic` as the authentication scheme.
+    BasicSchemeCaseSensitive = "basic-scheme-case-sensitive",
+    /// Prefer `h2c` in ALPN, which RFC 9113 §3.2 forbids over TLS (servers that copy cleartext protocol lists).
+    AlpnSelectsH2c = "alpn-selects-h2c",
+    /// Send an extra CRLF after the 2xx head, which the client reads as tunnel data.
+    ExtraCrlfAfter2xx = "extra-crlf-after-2xx",
+    /// Drop the last chunk the client sent before its FIN (the upstream never gets it).
+    LoseLastClientBytes = "lose-last-client-bytes",
+    /// Allow tunnels only to ports 443 and 563, whatever the configuration says (the Squid/ATS default lists, hard-coded).
+    SslPortsOnly = "ssl-ports-only",
+    /// When the target closes, close the client's TLS connection with a bare TCP FIN, no close_notify alert
+    /// (Apache mod_proxy_connect on a TLS listener).
+    NoCloseNotify = "no-close-notify",
+    /// Answer 407 without a Proxy-Authenticate challenge.
+    ProxyAuthenticateMissing = "407-without-proxy-authenticate",
+    /// On the TLS listener, read the ClientHello and never answer (a stalled handshake, neither completed nor
+    /// aborted with an alert).
+    StallTlsHandshake = "stall-tls-handshake",
+    /// Send the 2xx status line without a reason phrase and without the SP before it (`HTTP/1.1 200`): RFC 9112
+    /// §4 requires the space even when the reason is absent.
+    NoSpaceAfterStatus = "no-space-after-status",
+    /// Tunnel to the name (or address) the client sent as TLS SNI, with the request-target's port: a proxy that
+    /// routes TLS connections by SNI, as SNI-routing frontends do.
+    RouteBySni = "route-by-sni",
+    /// Dial the request-target's port plus one (an off-by-one in the port handling).
+    DialNextPort = "dial-next-port",
+    /// Refuse valid credentials as invalid (a broken credential store or decoder).
+    RejectValidCredentials = "reject-valid-credentials",
+    /// On the TLS listener, close the connection when the client offered no ALPN (an h2-only front end).
+    AlpnRequired = "alpn-required",
 }
 
 impl std::fmt::Display for Fault {
@@ -272,20 +196,8 @@ impl FromStr for Fault {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let norm: String = s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
-        Fault::ALL.into_iter().find(|f| f.name().replace('-', "") == norm).ok_or_else(|| UnknownFault(s.to_owned()))
+        Fault::ALL.iter().copied().find(|f| f.name().replace('-', "") == norm).ok_or_else(|| UnknownFault(s.to_owned()))
     }
-}
-
-#[cfg(feature = "faults")]
-/// Whether an enabled fault relaxes the parser for this error (the head is then read to its end and rewritten
-/// by [`relax_head`]).
-pub(crate) fn relaxes(faults: &[Fault], err: &crate::wire::WireError) -> bool {
-    if matches!(err, crate::wire::WireError::AuthorityFormWithoutConnect)
-        && faults.contains(&Fault::MethodCaseInsensitive)
-    {
-        return true;
-    }
-    enabled_relaxation(faults, err).is_some()
 }
 
 #[cfg(feature = "faults")]
@@ -432,7 +344,18 @@ pub(crate) fn relax_head(faults: &[Fault], head: &[u8], err: &crate::wire::WireE
         }
         Fault::ObsFoldTruncates => with_lines(&|line| (!line.starts_with([' ', '\t'])).then(|| line.to_owned())),
         Fault::NulTruncatesValue => with_lines(&|line| Some(line.split('\0').next().unwrap_or("").to_owned())),
-        Fault::AcceptWsBeforeFirstField => with_lines(&|line| Some(line.trim_start_matches([' ', '\t']).to_owned())),
+        Fault::AcceptWsBeforeFirstField => {
+            let first = lines.first()?.trim_start_matches([' ', '\t']);
+            let host = first.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("host")).map(|(_, v)| v.trim());
+            let mut out = format!("{m} {} {v}\r\n{first}", host.unwrap_or(t));
+            for line in &lines[1..] {
+                if !(host.is_some() && is_field(line, "host")) {
+                    out.push_str("\r\n");
+                    out.push_str(line);
+                }
+            }
+            Some(out.into_bytes())
+        }
         Fault::SkipMalformedFieldLines => with_lines(&|line| {
             let ok = line.is_empty()
                 || line.split_once(':').is_some_and(|(n, _)| {
@@ -509,25 +432,222 @@ fn wrapped_32_port(text: &str) -> Option<u16> {
 }
 
 #[cfg(feature = "faults")]
-/// Which rejection an enabled fault puts in place of the strict parser's answer.
-pub(crate) enum Rejection {
-    /// Close without answering.
-    Silent,
-    /// Answer with this status, error type and details.
-    Answer(u16, crate::response::ErrorType, String),
+/// The faults of a configuration, as overrides of [`Hooks`]: the only place where a fault changes what the
+/// proxy does.
+pub(crate) struct FaultHooks {
+    faults: Vec<Fault>,
 }
 
 #[cfg(feature = "faults")]
-/// `silent-close-on-bad-request` and `resolve-unchecked-names` replace the parser's 400 (or 414/431).
-pub(crate) fn replace_rejection(faults: &[Fault], err: &crate::wire::WireError) -> Option<Rejection> {
-    use crate::wire::{AuthorityError as A, WireError as W};
-    if faults.contains(&Fault::ResolveUncheckedNames)
-        && matches!(err, W::Authority(A::InvalidRegName | A::PercentEncoded))
-    {
-        let details = "DNS lookup failure for the target".to_owned();
-        return Some(Rejection::Answer(502, crate::response::ErrorType::DnsError, details));
+impl FaultHooks {
+    pub(crate) fn new(faults: Vec<Fault>) -> Self {
+        FaultHooks { faults }
     }
-    faults.contains(&Fault::SilentCloseOnBadRequest).then_some(Rejection::Silent)
+
+    fn has(&self, f: Fault) -> bool {
+        self.faults.contains(&f)
+    }
+}
+
+#[cfg(feature = "faults")]
+impl Hooks for FaultHooks {
+    fn parser_limits(&self, mut limits: Limits) -> Limits {
+        if self.has(Fault::NoHeadLimit) {
+            limits = Limits { max_request_line: 1 << 20, max_head: 16 << 20, max_fields: 1 << 20 };
+        }
+        if self.has(Fault::SmallHeadLimit) {
+            limits.max_head = limits.max_head.min(4096);
+        }
+        limits
+    }
+
+    fn relaxes(&self, err: &WireError) -> bool {
+        (matches!(err, WireError::AuthorityFormWithoutConnect) && self.has(Fault::MethodCaseInsensitive))
+            || enabled_relaxation(&self.faults, err).is_some()
+    }
+
+    fn relax_head(&self, head: &[u8], err: &WireError) -> Option<Vec<u8>> {
+        relax_head(&self.faults, head, err)
+    }
+
+    fn invalid_head(&self, err: &WireError, response: ErrorResponse) -> Option<ErrorResponse> {
+        use crate::wire::AuthorityError as A;
+        // `resolve-unchecked-names`: the malformed name goes to the resolver, which fails.
+        if self.has(Fault::ResolveUncheckedNames)
+            && matches!(err, WireError::Authority(A::InvalidRegName | A::PercentEncoded))
+        {
+            return Some(ErrorResponse::new(502, ErrorType::DnsError, "DNS lookup failure for the target"));
+        }
+        (!self.has(Fault::SilentCloseOnBadRequest)).then_some(response)
+    }
+
+    fn keep_reading_after_refusal(&self) -> bool {
+        self.has(Fault::NoCloseAfterReject)
+    }
+
+    fn before_decision(&self, req: &Request, sni: Option<&str>) -> Option<Interjection> {
+        let refuse = |status: u16, error: ErrorType, details: String| {
+            Some(Interjection::Refuse(ErrorResponse::new(status, error, details)))
+        };
+        let bad = ErrorType::HttpRequestError;
+        if self.has(Fault::RejectLeadingEmptyLine) && req.leading_empty_line {
+            return refuse(400, bad, "empty line before the request-line".into());
+        }
+        if self.has(Fault::SplitAtFirstColon) && req.target.starts_with('[') {
+            return refuse(400, bad, "invalid port".into());
+        }
+        if self.has(Fault::RejectUnknownMinorVersion) && req.version.minor > 1 {
+            return refuse(505, bad, "HTTP version not supported".into());
+        }
+        if self.has(Fault::HostRequiredForHttp10) && req.host_field.is_none() {
+            return refuse(400, bad, "no Host".into());
+        }
+        if self.has(Fault::HostPortRequired) && matches!(req.host_field, Some((_, None))) {
+            return refuse(400, bad, "Host without a port".into());
+        }
+        if self.has(Fault::SwitchProtocolsOnUpgrade) && req.upgrade {
+            let bytes = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n";
+            return Some(Interjection::WriteAndClose { bytes, stall: false });
+        }
+        if self.has(Fault::Expect100Stalls) && req.expect_100 {
+            let bytes = b"HTTP/1.1 100 Continue\r\n\r\n";
+            return Some(Interjection::WriteAndClose { bytes, stall: true });
+        }
+        let sni = sni?;
+        if sni.trim_end_matches('.').to_ascii_lowercase() == req.host.name_key() {
+            return None;
+        }
+        if self.has(Fault::SniMustMatchTarget) {
+            let details = format!(
+                "Hostname {sni} provided via SNI and hostname {} provided via HTTP are different",
+                req.host.as_host()
+            );
+            return refuse(400, bad, details);
+        }
+        if self.has(Fault::Answer421OnSniMismatch) {
+            return refuse(421, bad, "SNI does not match the request".into());
+        }
+        None
+    }
+
+    fn auth_check(&self, req: &Request, check: AuthCheck) -> AuthCheck {
+        if self.has(Fault::RejectValidCredentials) && check == AuthCheck::Ok {
+            return AuthCheck::Invalid;
+        }
+        if self.has(Fault::AcceptAnyCredentials) && check == AuthCheck::Invalid {
+            return AuthCheck::Ok;
+        }
+        if self.has(Fault::BasicSchemeCaseSensitive) && check == AuthCheck::Ok && !req.auth_scheme_exact {
+            return AuthCheck::Invalid;
+        }
+        check
+    }
+
+    fn auth_refusal(&self, refusal: ErrorResponse, challenge: String) -> ErrorResponse {
+        if self.has(Fault::Auth401) {
+            return ErrorResponse::new(401, ErrorType::ProxyInternalResponse, "authentication required")
+                .with_field("WWW-Authenticate", challenge);
+        }
+        if self.has(Fault::ProxyAuthenticateMissing) {
+            return refusal;
+        }
+        refusal.with_field("Proxy-Authenticate", challenge)
+    }
+
+    fn destination(&self, req: &Request, sni: Option<&str>, target: Destination) -> Destination {
+        if self.has(Fault::RouteByHost)
+            && let Some((host, port)) = &req.host_field
+        {
+            return Destination { host: host.clone(), port: port.unwrap_or(target.port) };
+        }
+        if self.has(Fault::RouteBySni)
+            && let Some(name) = sni
+        {
+            let host = match name.parse::<std::net::IpAddr>() {
+                Ok(ip) => OwnedHost::Ip(ip),
+                Err(_) => OwnedHost::Name(name.to_owned()),
+            };
+            return Destination { host, port: target.port };
+        }
+        if self.has(Fault::DialNextPort) {
+            return Destination { port: target.port.wrapping_add(1), ..target };
+        }
+        target
+    }
+
+    fn refuse_port(&self, port: u16) -> Option<ErrorResponse> {
+        (self.has(Fault::SslPortsOnly) && !matches!(port, 443 | 563))
+            .then(|| ErrorResponse::new(403, ErrorType::HttpRequestDenied, format!("port {port} is not an SSL port")))
+    }
+
+    fn enforce_policy(&self) -> bool {
+        !self.has(Fault::IgnorePolicy)
+    }
+
+    fn detect_loops(&self) -> bool {
+        !self.has(Fault::NoLoopDetection)
+    }
+
+    fn respond_before_connect(&self) -> bool {
+        self.has(Fault::RespondBeforeConnect)
+    }
+
+    fn success_head(&self) -> &'static [u8] {
+        if self.has(Fault::NoSpaceAfterStatus) {
+            return b"HTTP/1.1 200\r\n\r\n";
+        }
+        if self.has(Fault::ExtraCrlfAfter2xx) {
+            return b"HTTP/1.1 200 Connection Established\r\n\r\n\r\n";
+        }
+        if self.has(Fault::Http10StatusLine) {
+            return b"HTTP/1.0 200 Connection Established\r\nProxy-agent: reference-proxy\r\n\r\n";
+        }
+        if self.has(Fault::ContentLengthIn2xx) {
+            return b"HTTP/1.1 200 Connection Established\r\nContent-Length: 0\r\n\r\n";
+        }
+        if self.has(Fault::TransferEncodingIn2xx) {
+            return b"HTTP/1.1 200 Connection Established\r\nTransfer-Encoding: chunked\r\n\r\n";
+        }
+        crate::response::ESTABLISHED
+    }
+
+    fn forward_early_data(&self) -> bool {
+        !self.has(Fault::DropEarlyData)
+    }
+
+    fn relay(&self) -> RelayFaults {
+        RelayFaults {
+            lose_last_upstream_bytes: self.has(Fault::LoseLastUpstreamBytes),
+            lose_last_client_bytes: self.has(Fault::LoseLastClientBytes),
+            corrupt: self.has(Fault::CorruptTunnelBytes),
+            half_close_closes_both: self.has(Fault::HalfCloseClosesBoth),
+            no_close_notify: self.has(Fault::NoCloseNotify),
+        }
+    }
+
+    fn refusal(&self, mut response: ErrorResponse) -> ErrorResponse {
+        if self.has(Fault::ProxyStatusGeneric) {
+            response.error = ErrorType::ProxyInternalError;
+        }
+        response
+    }
+
+    fn tls_config(&self, tls: Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfig> {
+        if !self.has(Fault::AlpnSelectsH2c) {
+            return tls;
+        }
+        let mut c = (*tls).clone();
+        c.alpn_protocols = vec![b"h2c".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(c)
+    }
+
+    fn stall_tls_handshake(&self) -> bool {
+        self.has(Fault::StallTlsHandshake)
+    }
+
+    fn refuse_without_alpn(&self) -> bool {
+        self.has(Fault::AlpnRequired)
+    }
 }
 
 #[cfg(all(test, feature = "faults"))]
@@ -551,7 +671,7 @@ mod tests {
     #[test]
     fn names_round_trip() {
         for f in Fault::ALL {
-            assert_eq!(f.name().parse::<Fault>(), Ok(f));
+            assert_eq!(f.name().parse::<Fault>(), Ok(*f));
         }
         assert_eq!("IgnorePolicy".parse::<Fault>(), Ok(Fault::IgnorePolicy));
         assert!("nope".parse::<Fault>().is_err());
@@ -603,7 +723,12 @@ mod tests {
             (Fault::HostNotValidated, "CONNECT o.test:1 HTTP/1.1\r\nHost: a b\r\n\r\n", "o.test:1"),
             (Fault::ObsFoldTruncates, "CONNECT o.test:1 HTTP/1.1\r\nHost: o.test\r\n x\r\n\r\n", "o.test:1"),
             (Fault::NulTruncatesValue, "CONNECT o.test:1 HTTP/1.1\r\nHost: o.test\0x\r\n\r\n", "o.test:1"),
-            (Fault::AcceptWsBeforeFirstField, "CONNECT o.test:1 HTTP/1.1\r\n Host: o.test\r\n\r\n", "o.test:1"),
+            (Fault::AcceptWsBeforeFirstField, "CONNECT o.test:1 HTTP/1.1\r\n X: y\r\nHost: o.test\r\n\r\n", "o.test:1"),
+            (
+                Fault::AcceptWsBeforeFirstField,
+                "CONNECT o.test:1 HTTP/1.1\r\n Host: p.test:2\r\nHost: o.test:1\r\n\r\n",
+                "p.test:2",
+            ),
             (Fault::SkipMalformedFieldLines, "CONNECT o.test:1 HTTP/1.1\r\nHost: o.test\r\njunk\r\n\r\n", "o.test:1"),
             (
                 Fault::TunnelDespiteFramingFields,
@@ -612,7 +737,7 @@ mod tests {
             ),
         ];
         for (fault, head, want) in cases {
-            assert!(relaxes(&[fault], &parse(head.as_bytes()).unwrap_err()), "{fault}: {head:?}");
+            assert!(FaultHooks::new(vec![fault]).relaxes(&parse(head.as_bytes()).unwrap_err()), "{fault}: {head:?}");
             assert_eq!(relaxed(fault, head).as_deref(), Some(want), "{fault}: {head:?}");
         }
         // A bare CR becomes a line end: the head ends early, and the rest is left over.
@@ -621,7 +746,8 @@ mod tests {
         let out = relax_head(&[Fault::BareCrEndsLine], head, &err).unwrap();
         assert!(out.starts_with(b"CONNECT o.test:1 HTTP/1.1\r\nHost: o.test\r\nX: a\r\n\r\nB: c"));
         assert_eq!(atoi_port("+443x"), 443);
-        assert!(matches!(replace_rejection(&[Fault::SilentCloseOnBadRequest], &err), Some(Rejection::Silent)));
-        assert!(replace_rejection(&[], &err).is_none());
+        let bad = || ErrorResponse::new(400, ErrorType::HttpRequestError, "");
+        assert!(FaultHooks::new(vec![Fault::SilentCloseOnBadRequest]).invalid_head(&err, bad()).is_none());
+        assert!(crate::hooks::Correct.invalid_head(&err, bad()).is_some());
     }
 }

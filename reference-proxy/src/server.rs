@@ -127,9 +127,10 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     let limit = Arc::new(Semaphore::new(config.limits.max_connections));
     let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
     let ca_cert_pem = tls.as_ref().and_then(|t| t.ca_cert_pem.clone());
-    let acceptor = tls.map(|t| TlsAcceptor::from(tls_fault(t.config, &config)));
+    let hooks = crate::hooks::for_config(&config);
+    let acceptor = tls.map(|t| TlsAcceptor::from(hooks.tls_config(t.config)));
     let own_addrs = plain.iter().chain(&tls_addrs).copied().collect();
-    let shared = Arc::new(Shared { resolver: Resolver::new(config.resolver.clone()), config, own_addrs });
+    let shared = Arc::new(Shared { resolver: Resolver::new(config.resolver.clone()), config, own_addrs, hooks });
     let mut accept_tasks = Vec::new();
     let listeners =
         plain_listeners.into_iter().map(|l| (l, None)).chain(tls_listeners.into_iter().map(|l| (l, acceptor.clone())));
@@ -228,7 +229,7 @@ fn overloaded(tcp: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
         let mut log = ConnLog::default();
         let mut client = ClientStream::Plain(tcp);
         let resp = ErrorResponse::new(503, ErrorType::ProxyInternalResponse, "too many connections");
-        conn::reject(&mut client, resp, &shared.config, &mut log, "over-limit").await;
+        conn::reject(&mut client, resp, &shared, &mut log, "over-limit").await;
         tracing::info!(client = %peer, status = 503, close = "over-limit", "connection");
     });
 }
@@ -251,7 +252,7 @@ impl Connection {
             let client = match &self.acceptor {
                 None => ClientStream::Plain(tcp),
                 // Fault: read the ClientHello and never answer, like a TLS listener that stalls.
-                Some(_) if self.shared.config.has_fault(crate::config::FaultKind::StallTlsHandshake) => {
+                Some(_) if self.shared.hooks.stall_tls_handshake() => {
                     let mut tcp = tcp;
                     let mut buf = [0u8; 4096];
                     while let Ok(Ok(n)) = timeout_at(deadline, tokio::io::AsyncReadExt::read(&mut tcp, &mut buf)).await
@@ -264,6 +265,12 @@ impl Connection {
                     return;
                 }
                 Some(acceptor) => match timeout_at(deadline, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls))
+                        if tls.get_ref().1.alpn_protocol().is_none() && self.shared.hooks.refuse_without_alpn() =>
+                    {
+                        log.reason = "no-alpn-refused (fault)".into();
+                        return;
+                    }
                     Ok(Ok(tls)) => {
                         log.sni = tls.get_ref().1.server_name().map(str::to_owned);
                         ClientStream::Tls(Box::new(tls))
@@ -300,15 +307,4 @@ impl Connection {
             "connection"
         );
     }
-}
-
-/// `alpn-selects-h2c`: the server's ALPN preference starts with `h2c`.
-#[allow(unused_mut)]
-fn tls_fault(tls: Arc<rustls::ServerConfig>, config: &ProxyConfig) -> Arc<rustls::ServerConfig> {
-    if !config.has_fault(crate::config::FaultKind::AlpnSelectsH2c) {
-        return tls;
-    }
-    let mut c = (*tls).clone();
-    c.alpn_protocols = vec![b"h2c".to_vec(), b"http/1.1".to_vec()];
-    Arc::new(c)
 }

@@ -127,7 +127,10 @@ pub(super) async fn compare_sni(
     let MainAnswer { request, observed, sni_sent, target_host } = main;
     let (Some(request), Some(main)) = (request, observed) else { return };
     let Some(step) = steps.iter_mut().find(|s| s.kind == "expect") else { return };
-    if !matches!(step.result, StepResult::Mismatch | StepResult::TimedOut | StepResult::Inconclusive)
+    // A refusal the scenario tolerates (e.g. a 400 to a Host that differs from the target) is compared too: it
+    // is tolerated only when it is not about SNI.
+    let tolerated = matches!(step.result, StepResult::Tolerated(_));
+    if !(tolerated || matches!(step.result, StepResult::Mismatch | StepResult::TimedOut | StepResult::Inconclusive))
         || main.is_success()
     {
         return;
@@ -156,6 +159,12 @@ pub(super) async fn compare_sni(
     transcript.event(format!("control answer: {}", observed.summary()));
     let statuses = settings.preflight.as_deref().map_or_else(|| vec![403], |p| p.policy_statuses(ep.transport));
     let (result, detail) = judge(main, &observed, sni_sent, control.as_deref(), &statuses);
+    let about_sni = names_sni(main) || answer_key(main) != answer_key(&observed);
+    if tolerated && !about_sni {
+        step.detail
+            .push_str(&format!("; the control ({}) got the same answer", control.as_deref().unwrap_or("no SNI")));
+        return;
+    }
     step.result = result;
     step.detail = detail;
 }

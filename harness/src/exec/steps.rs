@@ -37,6 +37,14 @@ pub(super) async fn run(st: &mut State<'_>, index: usize, step: &Step) -> StepRe
     {
         return ok("not run: the proxy opened a tunnel (an acceptable answer), so the check does not apply".into());
     }
+    if let Step::Origin(c) = step
+        && c.if_tunnelled
+        && !st.tunnel
+    {
+        return ok(
+            "not run: the proxy did not open a tunnel (an acceptable answer), so the check does not apply".into()
+        );
+    }
     match step {
         Step::Send(text) => match st.expand(text) {
             Err(e) => harness(e),

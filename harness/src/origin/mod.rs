@@ -128,7 +128,7 @@ impl OriginSet {
         let mut addrs = HashMap::new();
         let mut held = Vec::new();
         let mut ipv6 = shared.ipv6;
-        for (i, kind) in OriginKind::ALL.into_iter().enumerate() {
+        for (i, kind) in OriginKind::ALL.iter().copied().enumerate() {
             if fixed.is_none() && !kinds.contains(&kind) {
                 continue;
             }
@@ -392,7 +392,7 @@ impl Pool {
         for chunk in &plan {
             let mut tries = 0;
             let set = loop {
-                match OriginSet::start(&shared, Some(chunk), chunk[0].ip(), &OriginKind::ALL).await {
+                match OriginSet::start(&shared, Some(chunk), chunk[0].ip(), OriginKind::ALL).await {
                     // A previous user of the range (an earlier run in this process) may still be closing.
                     Err(OriginError::Bind { source, .. })
                         if source.kind() == std::io::ErrorKind::AddrInUse && tries < 20 =>
@@ -407,7 +407,7 @@ impl Pool {
         }
         let sets = idle.len();
         let on_localhost: Vec<Vec<OriginKind>> =
-            idle.iter().map(|(s, _)| OriginKind::ALL.into_iter().filter(|k| s.on_localhost(*k)).collect()).collect();
+            idle.iter().map(|(s, _)| OriginKind::ALL.iter().copied().filter(|k| s.on_localhost(*k)).collect()).collect();
         Ok(Self {
             shared,
             idle: Some(Mutex::new(idle)),

@@ -314,6 +314,17 @@ pub fn validate(s: &Scenario) -> Vec<(String, String)> {
             errs.push((field, e.0));
         }
     }
+    for kind in &s.requirement_at {
+        // `setup` is the TLS connection to the proxy (step 0), where the ALPN and handshake checks are judged.
+        let setup = kind == "setup" && s.transports.contains(&Transport::Tls);
+        if !s.steps.iter().any(|step| step.kind() == kind) && !setup {
+            let kinds: Vec<&str> = s.steps.iter().map(Step::kind).collect();
+            errs.push((
+                "requirement_at".into(),
+                format!("{kind:?} is not a step of this scenario (its steps: {})", kinds.join(", ")),
+            ));
+        }
+    }
     for (i, step) in s.steps.iter().enumerate() {
         let p = format!("step[{i}].{}", step.kind());
         match step {
@@ -327,6 +338,9 @@ pub fn validate(s: &Scenario) -> Vec<(String, String)> {
                  never_received, sni, alpn"
                     .into(),
             )),
+            Step::Origin(o) if o.if_rejected && o.if_tunnelled => {
+                errs.push((p, "if_rejected and if_tunnelled exclude each other".into()))
+            }
             Step::Origin(o) if (o.sni.is_some() || o.alpn.is_some()) && o.name != OriginKind::Tls => {
                 errs.push((p, "sni/alpn are recorded only by the tls origin".into()))
             }

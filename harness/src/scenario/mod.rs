@@ -9,4 +9,4 @@ pub mod template;
 
 pub use load::{LoadError, LoadErrors, Loaded, embedded_sources, load, read_dir};
 pub use model::{ClientTls, Level, Needs, Scenario, Sni, Transport};
-pub use step::{OriginKind, Outcome, Step};
+pub use step::{OriginKind, Outcome, OutcomeVerdict, Step};

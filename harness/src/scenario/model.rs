@@ -137,6 +137,11 @@ pub struct Scenario {
     /// Names of reference-proxy faults that must make this scenario fail (negative controls).
     #[serde(default)]
     pub faults: Vec<String>,
+    /// The kinds of the steps that embody the requirement (e.g. `["origin"]` when the requirement is about
+    /// where the tunnel goes): each negative control must make one of these steps fail, not some other step.
+    /// Required for `must` and `should` scenarios; every kind named must be one of the scenario's steps.
+    #[serde(default)]
+    pub requirement_at: Vec<String>,
     /// The CONNECT destination, available as `{target}` (default `{echo}`); `sni = "target-name"` uses its host.
     #[serde(default = "default_target")]
     pub target: String,

@@ -415,60 +415,55 @@ pub struct InnerTls {
     pub alpn: Vec<String>,
 }
 
-/// Which origin a check or placeholder names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum OriginKind {
+/// Declares the origin kinds once: the enum (with its TOML names), [`OriginKind::ALL`] and the names come from
+/// here, so a new kind is one entry (plus its server in `origin::servers`).
+macro_rules! origin_kinds {
+    ($($(#[doc = $doc:literal])+ $variant:ident = $name:literal,)+) => {
+        /// Which origin a check or placeholder names.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema, PartialOrd, Ord)]
+        pub enum OriginKind {
+            $($(#[doc = $doc])+ #[serde(rename = $name)] $variant,)+
+        }
+
+        impl OriginKind {
+            /// Every kind, in declaration order (the order of the ports in an origin set).
+            pub const ALL: &'static [OriginKind] = &[$(OriginKind::$variant,)+];
+
+            /// The name used in TOML and placeholders.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(OriginKind::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+origin_kinds! {
     /// Echoes every byte back.
-    Echo,
+    Echo = "echo",
     /// A second echo, to tell which of two targets the proxy dialled.
-    Echo2,
+    Echo2 = "echo2",
     /// Accepts and never sends.
-    Silent,
+    Silent = "silent",
     /// Sends a banner on accept, then closes (server-first, like SSH).
-    Banner,
+    Banner = "banner",
     /// Counts and hashes what it receives, never sends.
-    Sink,
+    Sink = "sink",
     /// A port nobody listens on.
-    Closed,
+    Closed = "closed",
     /// TLS server with its own certificate; records SNI and ALPN, then echoes.
-    Tls,
+    Tls = "tls",
     /// Answers any HTTP request with 200 and a small body.
-    Http,
+    Http = "http",
     /// A port where the TCP handshake never completes: a listener whose accept queue is full drops every SYN
     /// (a black hole on loopback). A proxy may only answer with a timeout or an error, never a 2xx.
-    Unanswered,
+    Unanswered = "unanswered",
 }
 
 impl OriginKind {
-    pub const ALL: [OriginKind; 9] = [
-        OriginKind::Echo,
-        OriginKind::Echo2,
-        OriginKind::Silent,
-        OriginKind::Banner,
-        OriginKind::Sink,
-        OriginKind::Closed,
-        OriginKind::Tls,
-        OriginKind::Http,
-        OriginKind::Unanswered,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OriginKind::Echo => "echo",
-            OriginKind::Echo2 => "echo2",
-            OriginKind::Silent => "silent",
-            OriginKind::Banner => "banner",
-            OriginKind::Sink => "sink",
-            OriginKind::Closed => "closed",
-            OriginKind::Tls => "tls",
-            OriginKind::Http => "http",
-            OriginKind::Unanswered => "unanswered",
-        }
-    }
-
     pub fn from_name(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
+        Self::ALL.iter().copied().find(|k| k.as_str() == s)
     }
 }
 
@@ -502,6 +497,10 @@ pub struct OriginCheck {
     /// section a proxy may accept) checks "nothing dialled" only after a rejection.
     #[serde(default)]
     pub if_rejected: bool,
+    /// Check only when the proxy opened a tunnel: a scenario that tolerates a refusal (e.g. a 400 to a Host that
+    /// differs from the target) checks where the tunnel went only when there is one.
+    #[serde(default)]
+    pub if_tunnelled: bool,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
     #[serde(default)]

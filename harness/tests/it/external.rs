@@ -60,9 +60,9 @@ async fn origins_stay_inside_the_given_port_range() {
         let Ok(pool) = Pool::new(Some(base..=base + 17)).await else {
             continue;
         };
-        let Ok(a) = pool.lease(&OriginKind::ALL).await else { continue };
-        let Ok(b) = pool.lease(&OriginKind::ALL).await else { continue };
-        for kind in OriginKind::ALL {
+        let Ok(a) = pool.lease(OriginKind::ALL).await else { continue };
+        let Ok(b) = pool.lease(OriginKind::ALL).await else { continue };
+        for &kind in OriginKind::ALL {
             for set in [&a, &b] {
                 assert!((base..=base + 17).contains(&set.port(kind)), "{kind:?} outside the range");
             }
@@ -84,14 +84,14 @@ async fn origins_stay_inside_the_given_port_range() {
 async fn a_late_dial_does_not_land_in_the_next_scenario() {
     for base in (47_000u16..60_000).step_by(997).take(10) {
         let Ok(pool) = Pool::new(Some(base..=base + 8)).await else { continue };
-        let first = pool.lease(&OriginKind::ALL).await.unwrap();
+        let first = pool.lease(OriginKind::ALL).await.unwrap();
         let echo = first.addr(OriginKind::Echo);
         let _during = tokio::net::TcpStream::connect(echo).await.unwrap();
         wait_for_connections(&first, 1).await;
         drop(first);
         // The next scenario leases the set while the previous scenario's proxy dials late (100 ms after the
         // lease ended): the set rests, so the dial is recorded nowhere.
-        let (second, _late) = tokio::join!(pool.lease(&OriginKind::ALL), async {
+        let (second, _late) = tokio::join!(pool.lease(OriginKind::ALL), async {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             let s = tokio::net::TcpStream::connect(echo).await.unwrap();
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;

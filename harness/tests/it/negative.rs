@@ -68,6 +68,9 @@ fn every_must_and_should_scenario_declares_a_fault_and_every_fault_is_used() {
         if matches!(s.level, Level::Must | Level::Should) && s.faults.is_empty() {
             missing.push(format!("{} ({})", s.id, s.level.as_str()));
         }
+        if !s.faults.is_empty() && s.requirement_at.is_empty() {
+            missing.push(format!("{} ({}:{}): no requirement_at", s.id, l.file, l.line));
+        }
     }
     assert!(missing.is_empty(), "must/should scenarios without a negative control:\n{}", missing.join("\n"));
     let unused: Vec<&str> =
@@ -79,6 +82,8 @@ fn every_must_and_should_scenario_declares_a_fault_and_every_fault_is_used() {
 async fn declared_faults_make_their_scenarios_fail() {
     let all = load(&embedded_sources()).unwrap();
     let faults: BTreeSet<String> = all.iter().flat_map(|l| l.scenario.faults.clone()).collect();
+    let by_id: std::collections::HashMap<&str, &Arc<Loaded>> =
+        all.iter().map(|l| (l.scenario.id.as_str(), l)).collect();
     assert!(faults.len() >= 40, "{faults:?}");
     let pool = Arc::new(Pool::new(None).await.unwrap());
     let mut problems = Vec::new();
@@ -95,12 +100,23 @@ async fn declared_faults_make_their_scenarios_fail() {
                 continue;
             }
             for r in run(picked, vec![fault], auth, pool.clone()).await {
+                let decided_at = deciding_step(&r);
+                if let Ok(path) = std::env::var("DUMP_CONTROLS") {
+                    use std::io::Write as _;
+                    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap();
+                    let line = serde_json::json!({"id": r.id, "fault": name, "transport": r.transport.as_str(), "verdict": format!("{:?}", r.verdict), "at": decided_at, "reason": r.reason});
+                    writeln!(f, "{line}").unwrap();
+                }
                 // A `policy` scenario is judged (at `should`) only against a declared policy, as here.
-                let caught = match r.level {
+                let failed = match r.level {
                     Level::Must => r.verdict == Verdict::Fail,
                     Level::Should => r.verdict == Verdict::Warn,
                     _ => true,
                 };
+                // Strict: the step that failed is one that embodies the requirement, not some other step.
+                let required = &by_id[r.id.as_str()].scenario.requirement_at;
+                let at_requirement = decided_at.as_ref().is_some_and(|k| required.contains(k));
+                let caught = failed && at_requirement;
                 // IPv6 scenarios are skipped on hosts without ::1; nothing else may be.
                 let skipped_v6 = r.verdict == Verdict::Skip && r.reason.as_deref().is_some_and(|x| x.contains("IPv6"));
                 // A skip is not a check: it must not count towards the number of fault runs checked.
@@ -110,10 +126,12 @@ async fn declared_faults_make_their_scenarios_fail() {
                 checked += 1;
                 if !caught {
                     problems.push(format!(
-                        "{name}: {} {} was {:?} ({:?})",
+                        "{name}: {} {} was {:?} at {} (requirement at {:?}; {:?})",
                         r.transport.as_str(),
                         r.id,
                         r.verdict,
+                        decided_at.as_deref().unwrap_or("no step"),
+                        required,
                         r.reason
                     ));
                 }
@@ -137,4 +155,20 @@ async fn baseline_with_credentials_passes_everything() {
     assert!(bad.is_empty(), "the reference proxy without faults failed:\n{}", bad.join("\n"));
     let auth_runs = results.iter().filter(|r| r.id.starts_with("rfc9110/11") && r.verdict == Verdict::Pass).count();
     assert!(auth_runs >= 10, "authentication scenarios did not run: {auth_runs}");
+}
+
+/// The kind of the first step that failed (or warned), `setup` for a failure before the steps (the TLS
+/// connection to the proxy). A step judged at `observed` never decides.
+fn deciding_step(r: &ScenarioResult) -> Option<String> {
+    use harness::{exec::report::StepResult, scenario::OutcomeVerdict};
+    r.steps
+        .iter()
+        .find(|s| {
+            s.level != Level::Observed
+                && matches!(
+                    s.result,
+                    StepResult::Mismatch | StepResult::TimedOut | StepResult::Tolerated(OutcomeVerdict::Warn)
+                )
+        })
+        .map(|s| if s.index == 0 { "setup".to_string() } else { s.kind.clone() })
 }

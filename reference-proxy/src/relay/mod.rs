@@ -114,7 +114,8 @@ pub(crate) struct RelayFaults {
 }
 
 impl RelayFaults {
-    fn any(&self) -> bool {
+    /// Whether any misbehaviour is asked for (splice is then off).
+    pub(crate) fn any(&self) -> bool {
         self.lose_last_upstream_bytes
             || self.lose_last_client_bytes
             || self.corrupt
