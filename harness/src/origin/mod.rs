@@ -406,8 +406,10 @@ impl Pool {
             idle.push_back((set, long_ago));
         }
         let sets = idle.len();
-        let on_localhost: Vec<Vec<OriginKind>> =
-            idle.iter().map(|(s, _)| OriginKind::ALL.iter().copied().filter(|k| s.on_localhost(*k)).collect()).collect();
+        let on_localhost: Vec<Vec<OriginKind>> = idle
+            .iter()
+            .map(|(s, _)| OriginKind::ALL.iter().copied().filter(|k| s.on_localhost(*k)).collect())
+            .collect();
         Ok(Self {
             shared,
             idle: Some(Mutex::new(idle)),
