@@ -60,6 +60,14 @@ impl Deviations {
     }
 
     /// Marks the result when a deviation lists it.
+    /// The reason of the first entry matching this id on this transport (used for fuzz findings).
+    pub fn reason_for(&self, id: &str, transport: Transport) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|d| d.matcher.is_match(id) && d.transport.is_none_or(|t| t == transport))
+            .map(|d| d.reason.as_str())
+    }
+
     pub fn apply(&self, r: &mut ScenarioResult) {
         let Some(rule) =
             self.0.iter().find(|d| d.matcher.is_match(&r.id) && d.transport.is_none_or(|t| t == r.transport))

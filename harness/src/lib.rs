@@ -13,6 +13,7 @@ pub mod escape;
 pub mod exec;
 pub mod exit;
 pub mod expect;
+pub mod fuzz;
 pub mod judge;
 pub mod matrix;
 pub mod origin;

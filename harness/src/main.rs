@@ -21,9 +21,18 @@ fn real_main(args: Cli) -> anyhow::Result<u8> {
     match args.command {
         Command::List(a) => Ok(cli::list(&a, &mut std::io::stdout().lock())?),
         Command::Matrix(a) => Ok(cli::matrix(&a, &mut std::io::stdout().lock())?),
-        Command::Schema => {
-            print!("{}", harness::report::schema_json());
+        Command::Schema(a) => {
+            if a.fuzz {
+                print!("{}", harness::fuzz::output::schema_json());
+            } else {
+                print!("{}", harness::report::schema_json());
+            }
             Ok(harness::exit::OK)
+        }
+        Command::Fuzz(a) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let tty = cli::stdout_is_tty();
+            Ok(rt.block_on(cli::fuzz(&a, Box::new(std::io::stdout()), tty))?)
         }
         Command::Run(a) => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -30,9 +30,19 @@ pub(crate) struct Shared {
     pub own_addrs: Vec<SocketAddr>,
     /// Where faults hook in; [`crate::hooks::Correct`] unless the `faults` feature configured some.
     pub hooks: Box<dyn Hooks>,
+    /// Until when every connection waits before being served (set only by a fault hook).
+    pub stalled_until: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Shared {
+    /// Waits out a stall a fault hook asked for (returns at once normally).
+    pub(crate) async fn wait_if_stalled(&self) {
+        let until = *self.stalled_until.lock().expect("stall lock");
+        if let Some(t) = until {
+            tokio::time::sleep_until(t).await;
+        }
+    }
+
     /// Whether connecting to `addr` would reach one of this proxy's listeners. A listener on an unspecified
     /// address is matched on loopback only (other local addresses are not enumerated).
     fn is_self(&self, addr: SocketAddr) -> bool {
@@ -104,6 +114,9 @@ pub(crate) async fn serve(mut client: ClientStream, shared: &Shared, deadline: I
             None => {
                 let request = Request::from_head(&parser.head(&buf), &buf, config);
                 log.target = Some(request.target.clone());
+                if let Some(d) = hooks.stall_everyone(&request) {
+                    *shared.stalled_until.lock().expect("stall lock") = Some(Instant::now() + d);
+                }
                 match connect_request(&mut client, shared, &request, log).await {
                     Ok(upstream) => {
                         // The head and parser are not needed any more: idle tunnels keep no request buffers.

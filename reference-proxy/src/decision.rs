@@ -37,6 +37,8 @@ pub(crate) struct Request {
     pub expect_100: bool,
     /// Every Proxy-Authorization value starts with exactly `Basic `.
     pub auth_scheme_exact: bool,
+    /// The length of the longest field value.
+    pub longest_value: usize,
 }
 
 impl Request {
@@ -62,6 +64,7 @@ impl Request {
             upgrade: named("upgrade").next().is_some(),
             expect_100: named("expect").any(|f| f.value.eq_ignore_ascii_case(b"100-continue")),
             auth_scheme_exact: named("proxy-authorization").all(|f| f.value.starts_with(b"Basic ")),
+            longest_value: head.fields().map(|f| f.value.len()).max().unwrap_or(0),
         }
     }
 }

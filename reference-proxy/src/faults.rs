@@ -178,6 +178,9 @@ faults! {
     RejectValidCredentials = "reject-valid-credentials",
     /// On the TLS listener, close the connection when the client offered no ALPN (an h2-only front end).
     AlpnRequired = "alpn-required",
+    /// After a request with a field value of 4 KiB or more, stop answering anyone for 3 seconds (a proxy whose
+    /// event loop blocks on one request: the liveness oracle's control).
+    StallOnLongField = "stall-on-long-field",
 }
 
 impl std::fmt::Display for Fault {
@@ -647,6 +650,10 @@ impl Hooks for FaultHooks {
 
     fn refuse_without_alpn(&self) -> bool {
         self.has(Fault::AlpnRequired)
+    }
+
+    fn stall_everyone(&self, req: &Request) -> Option<std::time::Duration> {
+        (self.has(Fault::StallOnLongField) && req.longest_value >= 4096).then_some(std::time::Duration::from_secs(3))
     }
 }
 

@@ -125,6 +125,11 @@ pub(crate) trait Hooks: Send + Sync {
         false
     }
 
+    /// After this request, stop serving every connection for this long (never, by default).
+    fn stall_everyone(&self, _req: &Request) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Whether a TLS client that offered no ALPN is disconnected after the handshake.
     fn refuse_without_alpn(&self) -> bool {
         false

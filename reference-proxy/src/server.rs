@@ -130,7 +130,13 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     let hooks = crate::hooks::for_config(&config);
     let acceptor = tls.map(|t| TlsAcceptor::from(hooks.tls_config(t.config)));
     let own_addrs = plain.iter().chain(&tls_addrs).copied().collect();
-    let shared = Arc::new(Shared { resolver: Resolver::new(config.resolver.clone()), config, own_addrs, hooks });
+    let shared = Arc::new(Shared {
+        resolver: Resolver::new(config.resolver.clone()),
+        config,
+        own_addrs,
+        hooks,
+        stalled_until: std::sync::Mutex::new(None),
+    });
     let mut accept_tasks = Vec::new();
     let listeners =
         plain_listeners.into_iter().map(|l| (l, None)).chain(tls_listeners.into_iter().map(|l| (l, acceptor.clone())));
@@ -249,6 +255,7 @@ impl Connection {
         let mut log = ConnLog::default();
         let listener = if self.acceptor.is_some() { "tls" } else { "plain" };
         let work = async {
+            self.shared.wait_if_stalled().await;
             let client = match &self.acceptor {
                 None => ClientStream::Plain(tcp),
                 // Fault: read the ClientHello and never answer, like a TLS listener that stalls.

@@ -1,6 +1,9 @@
 //! Command-line interface: argument types (clap derive) and the `list` / `run` / `schema` commands.
 
+mod fuzz;
 mod proxy;
+
+pub use fuzz::{FuzzArgs, fuzz};
 
 pub use proxy::{
     EMBEDDED_NAMES, ProxyUnderTest, ProxyUrl, embedded_proxy, external_proxy, parse_proxy_url, start_reference,
@@ -46,10 +49,20 @@ pub enum Command {
     List(ListArgs),
     /// Run the scenarios against a proxy (the embedded reference proxy when --proxy is not given).
     Run(Box<RunArgs>),
-    /// Print the JSON Schema of the --report file.
-    Schema,
+    /// Print the JSON Schema of the --report file (of `run`; with --fuzz, of `fuzz`).
+    Schema(SchemaArgs),
     /// Print the interop matrix (Markdown) built from JSON reports named <proxy>-<version>-<transport>.json.
     Matrix(MatrixArgs),
+    /// Fuzz a proxy (the embedded reference proxy when --proxy is not given): generated CONNECT requests judged
+    /// by oracles; each finding shrunk and written as a reproducer scenario (--out).
+    Fuzz(Box<FuzzArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// The schema of the `fuzz --report` campaign report instead.
+    #[arg(long)]
+    pub fuzz: bool,
 }
 
 #[derive(Debug, Args)]
@@ -62,7 +75,7 @@ pub struct MatrixArgs {
     pub check: Option<PathBuf>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Selection {
     /// Also load every *.toml scenario file in this directory.
     #[arg(long, value_name = "DIR")]
@@ -100,7 +113,7 @@ pub enum Color {
     Never,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub select: Selection,

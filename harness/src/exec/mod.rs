@@ -119,6 +119,13 @@ pub(crate) struct RunEnv<'a> {
     token: String,
 }
 
+impl<'a> RunEnv<'a> {
+    /// An environment for templates outside a scenario (the fuzzer): no `{target}`.
+    pub(crate) fn new(origins: &'a OriginSet, ep: &'a ProxyEndpoint, user: Option<&str>, token: &str) -> Self {
+        RunEnv { origins, ep, target: Vec::new(), auth: user.map(basic_auth), token: token.to_string() }
+    }
+}
+
 impl Env for RunEnv<'_> {
     fn origin(&self, kind: OriginKind, form: &AddrForm) -> String {
         let addr = self.origins.addr(kind);

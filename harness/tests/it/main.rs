@@ -5,6 +5,7 @@ mod catalog;
 mod cli;
 mod embedded;
 mod external;
+mod fuzz;
 mod hostile;
 mod matrix;
 mod negative;
