@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::case::{Case, Dest, Target};
+use super::case::{Case, Dest, PortForm, Target};
 use crate::{exec::observe::Observed, scenario::Level};
 
 /// The oracle a finding comes from.
@@ -205,6 +205,7 @@ pub fn judge(case: &Case, f: &Facts) -> Vec<Violation> {
             };
             let (catalog, req) = match (&f.parser, case.target) {
                 (Err(e), _) if must_reject(e).is_some() => must_reject(e).expect("checked"),
+                (_, Target::Authority(_, PortForm::Suffix | PortForm::TrailingPath)) => ("A10", GRAMMAR),
                 (_, Target::Authority(..)) => ("A02", PORT),
                 _ => ("A08", GRAMMAR),
             };
