@@ -205,7 +205,7 @@ pub fn judge(case: &Case, f: &Facts) -> Vec<Violation> {
             };
             let (catalog, req) = match (&f.parser, case.target) {
                 (Err(e), _) if must_reject(e).is_some() => must_reject(e).expect("checked"),
-                (_, Target::Authority(_, PortForm::Suffix | PortForm::TrailingPath)) => ("A10", GRAMMAR),
+                (_, Target::Authority(_, PortForm::TrailingPath)) => ("A10", GRAMMAR),
                 (_, Target::Authority(..)) => ("A02", PORT),
                 _ => ("A08", GRAMMAR),
             };
@@ -307,10 +307,15 @@ pub fn judge(case: &Case, f: &Facts) -> Vec<Violation> {
     out
 }
 
-/// Whether the RFC requires the case's target to be rejected (a MUST): a missing, empty or invalid port.
+/// Whether the RFC requires the case's target to be rejected (a MUST): a missing, empty or invalid port (`N;x`
+/// is an invalid port number, as in the scenario `rfc9112/3.2.3/port-semicolon-param`; `N/x` is text after a
+/// valid authority, a SHOULD).
 fn must_reject_target(case: &Case) -> bool {
     use super::case::PortForm::*;
-    matches!(case.target, Target::Authority(_, Missing | Empty | Plus65536 | Minus65536 | Plus2Pow32 | PlusSign))
+    matches!(
+        case.target,
+        Target::Authority(_, Missing | Empty | Plus65536 | Minus65536 | Plus2Pow32 | PlusSign | Suffix)
+    )
 }
 
 #[cfg(test)]
