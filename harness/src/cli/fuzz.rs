@@ -4,11 +4,10 @@ use std::{io::Write, path::PathBuf, sync::Arc, time::Duration};
 
 use clap::Args;
 
-use super::{CliError, ProxyUnderTest, RunArgs, cannot_run, embedded_proxy, external_proxy, origin_setup_hint, usage};
+use super::{CliError, RunArgs, cannot_run, origin_setup_hint, usage};
 use crate::{
     exec::Settings,
     exit,
-    expect::Deviations,
     fuzz::{self, Campaign, Progress, output},
     origin::Pool,
     scenario::Level,
@@ -79,18 +78,7 @@ pub async fn fuzz(args: &FuzzArgs, mut out: Box<dyn Write + Send>, tty: bool) ->
         return replay(args, file, out, tty).await;
     }
     let r = &args.run;
-    if let Some(u) = &r.proxy_user
-        && !u.contains(':')
-    {
-        return Err(usage("--proxy-user must be USER:PASS"));
-    }
-    let deviations = match &r.expect {
-        None => Deviations::default(),
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| usage(format!("--expect {}: {e}", p.display())))?;
-            Deviations::parse(&p.display().to_string(), &text).map_err(usage)?
-        }
-    };
+    let deviations = super::load_deviations(r)?;
     if let Some(p) = &r.report {
         std::fs::write(p, b"").map_err(|e| usage(format!("--report {}: {e}", p.display())))?;
     }
@@ -105,13 +93,7 @@ pub async fn fuzz(args: &FuzzArgs, mut out: Box<dyn Write + Send>, tty: bool) ->
         sets: r.jobs as usize + 1,
     };
     let pool = Pool::with(placement).await.map_err(|e| cannot_run(origin_setup_hint(e)))?;
-    let (put, endpoints, label) = match &r.proxy {
-        None => {
-            let (p, e) = embedded_proxy(r.proxy_user.as_deref()).await?;
-            (p, e, "embedded reference proxy".to_string())
-        }
-        Some(url) => (ProxyUnderTest::External, external_proxy(r, url).await?, url.clone()),
-    };
+    let (put, endpoints, label) = super::proxy_under_test(r).await?;
     let campaign = Campaign {
         endpoints,
         settings: Settings { step_timeout: r.timeout, proxy_user: r.proxy_user.clone(), ..Settings::default() },
@@ -148,9 +130,7 @@ pub async fn fuzz(args: &FuzzArgs, mut out: Box<dyn Write + Send>, tty: bool) ->
         Arc::new(fuzz::Quiet)
     };
     let mut outcome = fuzz::run(&campaign, Arc::new(pool), progress).await;
-    if let ProxyUnderTest::Embedded(p) = put {
-        let _ = tokio::time::timeout(Duration::from_secs(5), p.shutdown()).await;
-    }
+    put.shutdown().await;
     for f in &mut outcome.findings {
         f.known = deviations.reason_for(&output::scenario_id(f), f.transport).map(str::to_string);
     }

@@ -332,21 +332,35 @@ pub fn list(args: &ListArgs, out: &mut dyn Write) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
-/// `connect-harness run`: everything but process setup. Output goes to `out`.
-pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool) -> Result<u8, CliError> {
-    let scenarios = select(&args.select)?;
-    let deviations = match &args.expect {
-        None => Deviations::default(),
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| usage(format!("--expect {}: {e}", p.display())))?;
-            Deviations::parse(&p.display().to_string(), &text).map_err(usage)?
-        }
-    };
+/// `--expect FILE`, parsed (no deviations without it); checks `--proxy-user` too, which `run` and `fuzz` share.
+fn load_deviations(args: &RunArgs) -> Result<Deviations, CliError> {
     if let Some(u) = &args.proxy_user
         && !u.contains(':')
     {
         return Err(usage("--proxy-user must be USER:PASS"));
     }
+    let Some(p) = &args.expect else { return Ok(Deviations::default()) };
+    let text = std::fs::read_to_string(p).map_err(|e| usage(format!("--expect {}: {e}", p.display())))?;
+    Deviations::parse(&p.display().to_string(), &text).map_err(usage)
+}
+
+/// The proxy the flags name (the embedded reference proxy without `--proxy`), its endpoints and its label.
+async fn proxy_under_test(
+    args: &RunArgs,
+) -> Result<(ProxyUnderTest, Vec<crate::exec::ProxyEndpoint>, String), CliError> {
+    Ok(match &args.proxy {
+        None => {
+            let (p, e) = embedded_proxy(args.proxy_user.as_deref()).await?;
+            (p, e, "embedded reference proxy".to_string())
+        }
+        Some(url) => (ProxyUnderTest::External, external_proxy(args, url).await?, url.clone()),
+    })
+}
+
+/// `connect-harness run`: everything but process setup. Output goes to `out`.
+pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool) -> Result<u8, CliError> {
+    let scenarios = select(&args.select)?;
+    let deviations = load_deviations(args)?;
     // Fail before running for an unwritable report path, not after.
     for (flag, path) in [("--report", &args.report), ("--junit", &args.junit)] {
         if let Some(p) = path {
@@ -360,13 +374,7 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
         sets: (args.jobs as usize).max(8),
     };
     let pool = Pool::with(placement).await.map_err(|e| cannot_run(origin_setup_hint(e)))?;
-    let (put, endpoints, label) = match &args.proxy {
-        None => {
-            let (p, e) = embedded_proxy(args.proxy_user.as_deref()).await?;
-            (p, e, "embedded reference proxy".to_string())
-        }
-        Some(url) => (ProxyUnderTest::External, external_proxy(args, url).await?, url.clone()),
-    };
+    let (put, endpoints, label) = proxy_under_test(args).await?;
     let fail_on = match args.fail_on {
         FailOn::Must => Level::Must,
         FailOn::Should => Level::Should,
@@ -399,9 +407,7 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
     // The preflight: what the proxy's policy allows; stop here when even the IPv4 tunnel is refused.
     let pre = crate::preflight::run(&endpoints, &settings, &pool).await;
     if let Some(message) = pre.blocked() {
-        if let ProxyUnderTest::Embedded(p) = put {
-            let _ = tokio::time::timeout(Duration::from_secs(5), p.shutdown()).await;
-        }
+        put.shutdown().await;
         let mut m = message;
         for p in &pre.probes {
             m.push_str(&format!("  preflight {p}\n"));
@@ -427,9 +433,7 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
     });
     let (results, _) = runner::run(spec, Arc::new(pool), tx).await;
     let write_error = consumer.await.map_err(|e| cannot_run(format!("reporter failed: {e}")))?;
-    if let ProxyUnderTest::Embedded(p) = put {
-        let _ = tokio::time::timeout(Duration::from_secs(5), p.shutdown()).await;
-    }
+    put.shutdown().await;
     if let Some(e) = write_error {
         return Err(cannot_run(format!("writing a report failed: {e}")));
     }

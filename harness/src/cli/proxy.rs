@@ -64,6 +64,15 @@ pub enum ProxyUnderTest {
     External,
 }
 
+impl ProxyUnderTest {
+    /// Stops the embedded proxy (bounded); nothing for an external one.
+    pub async fn shutdown(self) {
+        if let ProxyUnderTest::Embedded(p) = self {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), p.shutdown()).await;
+        }
+    }
+}
+
 /// Starts the embedded reference proxy and describes its endpoints. With `proxy_user`, the proxy requires
 /// exactly those Basic credentials (so the authentication scenarios have something to test).
 pub async fn embedded_proxy(proxy_user: Option<&str>) -> Result<(ProxyUnderTest, Vec<ProxyEndpoint>), CliError> {

@@ -179,23 +179,19 @@ pub fn judge(case: &Case, f: &Facts) -> Vec<Violation> {
                 ),
             ));
         }
-        if case.dest == Dest::Closed {
+        if case.dest == Dest::Closed || f.echo_connections == 0 {
+            let why = if case.dest == Dest::Closed {
+                "for a port where nothing listens"
+            } else {
+                "but the named origin got no connection"
+            };
             out.push(v(
                 Oracle::TargetIntegrity,
                 "2xx-without-upstream",
                 Level::Must,
                 "F03",
                 NO_2XX,
-                format!("the proxy answered {} for a port where nothing listens", f.answer.summary()),
-            ));
-        } else if f.echo_connections == 0 {
-            out.push(v(
-                Oracle::TargetIntegrity,
-                "2xx-without-upstream",
-                Level::Must,
-                "F03",
-                NO_2XX,
-                format!("the proxy answered {} but the named origin got no connection", f.answer.summary()),
+                format!("the proxy answered {} {why}", f.answer.summary()),
             ));
         } else if !names_echo {
             // The echo origin got the tunnel although the target does not name its port correctly.

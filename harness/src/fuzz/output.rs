@@ -143,10 +143,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// The JSON Schema of the campaign report (committed as `reports/schema/fuzz-report.schema.json`).
 pub fn schema_json() -> String {
-    let schema = schemars::schema_for!(CampaignReport);
-    let mut s = serde_json::to_string_pretty(&schema).expect("schema serializes");
-    s.push('\n');
-    s
+    crate::report::schema_json_of::<CampaignReport>()
 }
 
 #[cfg(test)]

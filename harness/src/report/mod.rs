@@ -172,7 +172,12 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
 
 /// The JSON Schema of [`Report`], as committed under `reports/schema/`.
 pub fn schema_json() -> String {
-    let schema = schemars::schema_for!(Report);
+    schema_json_of::<Report>()
+}
+
+/// The JSON Schema of a report type, pretty-printed with a final newline (as committed under reports/schema/).
+pub fn schema_json_of<T: schemars::JsonSchema>() -> String {
+    let schema = schemars::schema_for!(T);
     let mut s = serde_json::to_string_pretty(&schema).expect("schema serializes");
     s.push('\n');
     s
