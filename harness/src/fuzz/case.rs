@@ -10,6 +10,8 @@
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::seed::{Mutation, SEEDS, Seed};
+
 /// Which origin the request-target names. The fuzzer knows where a correct proxy must (or must not) connect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Dest {
@@ -139,6 +141,13 @@ pub struct Case {
     pub early: bool,
     /// Where the bytes are cut into writes, as fractions of the length in 1/256.
     pub splits: Vec<u8>,
+    /// A seed head sent instead of the grammar's (method, target, version, Host, extras and line ends are then
+    /// unused; `dest`, `pipelined`, `early` and `splits` still apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<Seed>,
+    /// Byte-level changes of the head, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mutations: Vec<Mutation>,
 }
 
 /// The early tunnel bytes (recognisable in an origin's record).
@@ -158,13 +167,21 @@ impl Case {
             pipelined: false,
             early: false,
             splits: Vec::new(),
+            seed: None,
+            mutations: Vec::new(),
         }
+    }
+
+    /// Whether the head is not the grammar's own (a seed, or mutated): the oracles then judge the bytes by what
+    /// the strict parser reads in them, not by the parts the case was built from.
+    pub fn is_raw(&self) -> bool {
+        self.seed.is_some() || !self.mutations.is_empty()
     }
 
     /// Whether this is a forward-proxy request (a method other than CONNECT, in any case, with a target that is
     /// not in authority form): its 2xx is a response from the origin, not a tunnel.
     pub fn is_forward_request(&self) -> bool {
-        !self.method.eq_ignore_ascii_case("CONNECT") && !matches!(self.target, Target::Authority(..))
+        !self.is_raw() && !self.method.eq_ignore_ascii_case("CONNECT") && !matches!(self.target, Target::Authority(..))
     }
 
     /// The case for origins that are not on 127.0.0.1 (`--origin-addr`, or one address per origin with
@@ -218,6 +235,24 @@ impl Case {
 
     /// The whole of what the client writes, as a template (placeholders and `{hex:…}` for control bytes).
     pub fn render(&self) -> String {
+        let mut s = match &self.seed {
+            Some(seed) => seed.head_for(self.dest.placeholder()),
+            None => self.grammar_head(),
+        };
+        if !self.mutations.is_empty() {
+            s = super::seed::mutate(&s, &self.mutations);
+        }
+        if self.pipelined {
+            s.push_str("CONNECT {echo2} HTTP/1.1\r\nHost: {echo2}\r\n{auth}\r\n");
+        }
+        if self.early {
+            s.push_str(EARLY);
+        }
+        s
+    }
+
+    /// The head the grammar parts make, as a template.
+    fn grammar_head(&self) -> String {
         let eol = match self.eol {
             Eol::Crlf | Eol::MixedLf => "\r\n",
             Eol::Lf => "\n",
@@ -255,12 +290,6 @@ impl Case {
         }
         s.push_str("{auth}");
         s.push_str(eol);
-        if self.pipelined {
-            s.push_str("CONNECT {echo2} HTTP/1.1\r\nHost: {echo2}\r\n{auth}\r\n");
-        }
-        if self.early {
-            s.push_str(EARLY);
-        }
         s
     }
 
@@ -277,11 +306,33 @@ impl Case {
     pub fn features(&self) -> Vec<String> {
         let base = Case::well_formed();
         let mut f = Vec::new();
-        if self.method != base.method {
-            f.push(format!("method {:?}", self.method));
+        if let Some(seed) = &self.seed {
+            f.push(format!("seed head ({})", seed.from));
+        }
+        for m in &self.mutations {
+            f.push(m.describe());
         }
         if self.dest != base.dest {
             f.push("target: a closed port".into());
+        }
+        if self.seed.is_none() {
+            self.grammar_features(&base, &mut f);
+        }
+        if self.pipelined {
+            f.push("pipelined CONNECT".into());
+        }
+        if self.early {
+            f.push("early tunnel bytes".into());
+        }
+        if !self.splits.is_empty() {
+            f.push(format!("{} writes", self.splits.len() + 1));
+        }
+        f
+    }
+
+    fn grammar_features(&self, base: &Case, f: &mut Vec<String>) {
+        if self.method != base.method {
+            f.push(format!("method {:?}", self.method));
         }
         if self.target != base.target {
             f.push(format!("target {:?}", self.target));
@@ -298,16 +349,6 @@ impl Case {
         if self.eol != base.eol {
             f.push(format!("line ends {:?}", self.eol));
         }
-        if self.pipelined {
-            f.push("pipelined CONNECT".into());
-        }
-        if self.early {
-            f.push("early tunnel bytes".into());
-        }
-        if !self.splits.is_empty() {
-            f.push(format!("{} writes", self.splits.len() + 1));
-        }
-        f
     }
 }
 
@@ -376,19 +417,30 @@ pub fn strategy() -> SBoxedStrategy<Case> {
     let eol = usual(Eol::Crlf, vec![Eol::Lf, Eol::MixedLf]);
     let flags = (proptest::bool::weighted(0.2), proptest::bool::weighted(0.2));
     let splits = proptest::collection::vec(any::<u8>(), 0..3);
-    (method, dest, target(), version, host, extras, eol, flags, splits)
-        .prop_map(|(method, dest, target, version, host, extras, eol, (pipelined, early), splits)| Case {
-            method,
-            dest,
-            target,
-            version,
-            host,
-            extras,
-            eol,
-            pipelined,
-            early,
-            splits,
-        })
+    // A quarter of the cases send a seed head, a quarter mutate their head (shrinking drops both first).
+    let seed = if SEEDS.is_empty() {
+        Just(None).sboxed()
+    } else {
+        prop_oneof![3 => Just(None), 1 => proptest::sample::select(&SEEDS[..]).prop_map(Some)].sboxed()
+    };
+    let mutations = prop_oneof![3 => Just(Vec::new()), 1 => proptest::collection::vec(super::seed::mutation(), 1..4)];
+    (method, dest, target(), version, host, extras, eol, flags, splits, (seed, mutations))
+        .prop_map(
+            |(method, dest, target, version, host, extras, eol, (pipelined, early), splits, (seed, mutations))| Case {
+                method,
+                dest,
+                target,
+                version,
+                host,
+                extras,
+                eol,
+                pipelined,
+                early,
+                splits,
+                seed,
+                mutations,
+            },
+        )
         .sboxed()
 }
 

@@ -8,6 +8,7 @@ pub mod case;
 pub mod oracle;
 pub mod output;
 pub mod probe;
+pub mod seed;
 
 use std::{
     collections::BTreeMap,
@@ -153,7 +154,11 @@ pub async fn run(c: &Campaign, pool: Arc<Pool>, progress: Arc<dyn Progress>) -> 
                 }
                 let result = probe::run(&case, &set, ep, &c.settings, c.timeout).await;
                 let unanswered = match &result {
-                    Ok(f) => matches!(f.answer, crate::exec::observe::Observed::Timeout { .. }),
+                    // An incomplete head is not expected to be answered.
+                    Ok(f) => {
+                        matches!(f.answer, crate::exec::observe::Observed::Timeout { .. })
+                            && !probe::incomplete(&f.parser, &f.parsed)
+                    }
                     Err(_) => true,
                 };
                 if let Ok(facts) = &result {

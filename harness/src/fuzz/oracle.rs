@@ -64,6 +64,17 @@ pub struct Facts {
     pub tunnel_intact: Option<bool>,
     /// The strict parser's verdict on the bytes: `Ok` or the error's kind.
     pub parser: Result<(), reference_proxy::wire::WireError>,
+    /// What the strict parser read, when it read a complete head without error.
+    pub parsed: Option<Parsed>,
+}
+
+/// The strict parser's reading of a complete head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub method: String,
+    /// Whether the request-target is an authority naming the case's destination origin (`None`: not in
+    /// authority form).
+    pub names_dest: Option<bool>,
 }
 
 const TARGET: &str = "If the request-target is in authority-form, the target URI's authority component is the request-target. (RFC 9112 §3.3)";
@@ -160,7 +171,9 @@ pub fn judge(case: &Case, f: &Facts) -> Vec<Violation> {
         _ => {}
     }
     let parser_ok = f.parser.is_ok();
-    if tunnelled {
+    if tunnelled && case.is_raw() {
+        raw_target_integrity(case, f, &mut out);
+    } else if tunnelled {
         // Target integrity.
         let names_echo =
             case.dest == Dest::Echo && matches!(case.target, Target::Authority(_, p) if p.names_destination());
@@ -283,7 +296,11 @@ pub fn judge(case: &Case, f: &Facts) -> Vec<Violation> {
             ));
         }
     } else if parser_ok
-        && case.method == "CONNECT"
+        && (if case.is_raw() {
+            f.parsed.as_ref().is_some_and(|p| p.method == "CONNECT" && p.names_dest == Some(true))
+        } else {
+            case.method == "CONNECT"
+        })
         && matches!(&f.answer, Observed::Response { head, .. } if matches!(head.status, 400 | 414 | 431 | 505))
         && case.dest == Dest::Echo
     {
@@ -301,6 +318,71 @@ pub fn judge(case: &Case, f: &Facts) -> Vec<Violation> {
         ));
     }
     out
+}
+
+/// Target integrity of a tunnel opened for a seed or mutated head: judged by what the strict parser reads in the
+/// bytes. A head it refuses is left to the differential oracle (which knows the rejections the RFC requires).
+fn raw_target_integrity(case: &Case, f: &Facts, out: &mut Vec<Violation>) {
+    if f.echo2_connections > 0 {
+        // Only the pipelined request names the second echo origin.
+        out.push(v(
+            Oracle::TargetIntegrity,
+            "pipelined-connect-acted-on",
+            Level::Must,
+            "J10",
+            TARGET,
+            format!(
+                "the proxy answered {} and the second echo origin (named only by the pipelined CONNECT, which is tunnel data) got a connection",
+                f.answer.summary()
+            ),
+        ));
+    }
+    if case.dest == Dest::Closed || f.echo_connections == 0 {
+        let why = if case.dest == Dest::Closed {
+            "for a port where nothing listens"
+        } else {
+            "but the named origin got no connection"
+        };
+        out.push(v(
+            Oracle::TargetIntegrity,
+            "2xx-without-upstream",
+            Level::Must,
+            "F03",
+            NO_2XX,
+            format!("the proxy answered {} {why}", f.answer.summary()),
+        ));
+        return;
+    }
+    if f.parser.is_err() {
+        return;
+    }
+    match &f.parsed {
+        None => out.push(v(
+            Oracle::Differential,
+            "accepts-incomplete-head",
+            Level::Observed,
+            "B02",
+            GRAMMAR,
+            "the proxy tunnelled for bytes in which the strict parser finds no end of the head".into(),
+        )),
+        Some(Parsed { names_dest: Some(true), .. }) => {}
+        Some(Parsed { names_dest: Some(false), .. }) => out.push(v(
+            Oracle::TargetIntegrity,
+            "tunnel-elsewhere",
+            Level::Must,
+            "A11",
+            TARGET,
+            "the request-target is an authority naming another destination, yet the echo origin got the tunnel".into(),
+        )),
+        Some(Parsed { names_dest: None, .. }) => out.push(v(
+            Oracle::TargetIntegrity,
+            "target-not-authority",
+            Level::Should,
+            "A09",
+            GRAMMAR,
+            "the request-target is not in authority form, yet the proxy tunnelled to the echo origin".into(),
+        )),
+    }
 }
 
 /// Whether the RFC requires the case's target to be rejected (a MUST): a missing, empty or invalid port (`N;x`
@@ -343,6 +425,7 @@ mod tests {
             echo_got_early: false,
             tunnel_intact: Some(true),
             parser: Ok(()),
+            parsed: None,
         }
     }
 
@@ -393,5 +476,26 @@ mod tests {
         f.echo_connections = 0;
         let got = judge(&c, &f);
         assert_eq!(got[0].signature, "target-integrity/2xx-without-upstream");
+    }
+
+    #[test]
+    fn raw_heads_are_judged_by_the_parser_reading() {
+        let mut c = Case::well_formed();
+        c.mutations = vec![crate::fuzz::seed::Mutation::Delete { at: 250, len: 2 }];
+        let sig = |parsed: Option<Parsed>| {
+            let mut f = facts(answer(200, &[]));
+            f.parsed = parsed;
+            judge(&c, &f).into_iter().map(|v| (v.signature, v.level)).collect::<Vec<_>>()
+        };
+        let p = |names_dest| Some(Parsed { method: "CONNECT".into(), names_dest });
+        assert_eq!(sig(p(Some(true))), vec![]);
+        assert_eq!(sig(p(Some(false))), vec![("target-integrity/tunnel-elsewhere".into(), Level::Must)]);
+        assert_eq!(sig(p(None)), vec![("target-integrity/target-not-authority".into(), Level::Should)]);
+        assert_eq!(sig(None), vec![("differential/accepts-incomplete-head".into(), Level::Observed)]);
+        // A head the parser refuses goes to the differential oracle, at the level the RFC gives the rejection.
+        let mut f = facts(answer(200, &[]));
+        f.parser = Err(reference_proxy::wire::WireError::Authority(reference_proxy::wire::AuthorityError::InvalidPort));
+        let got = judge(&c, &f);
+        assert_eq!((got.len(), got[0].oracle, got[0].level), (1, Oracle::Differential, Level::Must), "{got:?}");
     }
 }

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::{
     case::{Case, Dest},
-    oracle::Facts,
+    oracle::{Facts, Parsed},
 };
 use crate::{
     client::{HeadRead, ReadEvent, transcript::Transcript},
@@ -18,6 +18,8 @@ use crate::{
 
 /// How long a refused connection is watched for a smuggled request being acted on.
 const AFTER_REFUSAL: Duration = Duration::from_millis(150);
+/// How long the answer to a head the strict parser finds incomplete is awaited.
+const INCOMPLETE_WAIT: Duration = Duration::from_millis(300);
 /// Bytes sent through a tunnel to check it relays intact.
 const PROBE: &[u8] = b"connect-harness fuzz probe 0123456789";
 
@@ -45,13 +47,42 @@ pub fn render(
     Ok(t.expand(&env))
 }
 
-/// The strict parser's verdict on bytes.
+/// The strict parser's verdict on bytes (an incomplete head is not an error).
 pub fn parser_verdict(bytes: &[u8]) -> Result<(), reference_proxy::wire::WireError> {
-    use reference_proxy::wire::{HeadParser, Limits, Progress};
+    read_head(bytes, b"").0
+}
+
+/// The strict parser's verdict on bytes, and what it read when the head is complete; `dest` is the authority
+/// (`127.0.0.1:PORT`) of the case's destination.
+pub fn read_head(bytes: &[u8], dest: &[u8]) -> (Result<(), reference_proxy::wire::WireError>, Option<Parsed>) {
+    use reference_proxy::wire::{HeadParser, Limits, parse_authority, parse_head};
     let mut p = HeadParser::new(Limits::default());
-    match p.advance(bytes)? {
-        Progress::Complete(_) | Progress::Partial => Ok(()),
+    match parse_head(bytes, &mut p) {
+        Err(e) => (Err(e), None),
+        Ok(None) => (Ok(()), None),
+        Ok(Some(head)) => {
+            let want = parse_authority(dest).ok();
+            let names_dest = head.authority().map(|a| want.is_some_and(|w| names(a, w)));
+            (Ok(()), Some(Parsed { method: head.method().to_string(), names_dest }))
+        }
     }
+}
+
+/// Whether the strict parser found no error and no end of the head.
+pub fn incomplete(parser: &Result<(), reference_proxy::wire::WireError>, parsed: &Option<Parsed>) -> bool {
+    parser.is_ok() && parsed.is_none()
+}
+
+/// Whether authority `a` reaches the origin at `want`: the same port, and the same address or, for an origin on
+/// 127.0.0.1, one of the names the grammar uses for it (the origins also listen on ::1).
+fn names(a: reference_proxy::wire::Authority<'_>, want: reference_proxy::wire::Authority<'_>) -> bool {
+    use reference_proxy::wire::Host;
+    let loopback = |h: Host<'_>| match h {
+        Host::Ipv4(ip) => ip == std::net::Ipv4Addr::LOCALHOST,
+        Host::Ipv6(ip) => ip == std::net::Ipv6Addr::LOCALHOST,
+        Host::Name(n) => n.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
+    };
+    a.port == want.port && (a.host == want.host || (loopback(want.host) && loopback(a.host)))
 }
 
 /// Runs one case with the origins of `set` (whose log is cleared first).
@@ -65,13 +96,22 @@ pub async fn run(
     set.log.clear();
     let token = format!("fz{:012x}", rand::random::<u64>() >> 16);
     let bytes = render(case, set, ep, settings, &token)?;
-    let parser = parser_verdict(&bytes);
+    let dest = format!("{{{d}.host}}:{{{d}.port}}", d = case.dest.placeholder());
+    let dest = Template::parse(&dest).map_err(|e| ProbeError::Render(e.0))?.expand(&RunEnv::new(
+        set,
+        ep,
+        settings.proxy_user.as_deref(),
+        &token,
+    ));
+    let (parser, parsed) = read_head(&bytes, &dest);
     let choice = connect::TlsChoice { sni: Some(ep.host.clone()), alpn: Vec::new() };
     let mut conn = match connect::open(ep, settings, &choice, Transcript::empty()).await {
         Ok((conn, _)) => conn,
         Err((e, _, _)) => return Err(ProbeError::Unreachable(e.to_string())),
     };
-    let deadline = Instant::now() + timeout;
+    // A head the strict parser finds incomplete normally gets no answer: a proxy that answers it does so at once,
+    // so the wait is short (a campaign would otherwise spend most of its time on them).
+    let deadline = Instant::now() + if incomplete(&parser, &parsed) { timeout.min(INCOMPLETE_WAIT) } else { timeout };
     let cuts = case.cut_points(bytes.len());
     let mut from = 0;
     let mut write_failed = false;
@@ -132,6 +172,7 @@ pub async fn run(
         echo_got_early,
         tunnel_intact,
         parser,
+        parsed,
     })
 }
 

@@ -52,7 +52,7 @@ async fn each_fault_is_found_shrunk_and_reproduced() {
     let mut problems = Vec::new();
     for (fault, want) in controls {
         let timeout = Duration::from_secs(1);
-        let (outcome, endpoints, proxy) = campaign(vec![Fault::from_str(fault).unwrap()], 600, timeout).await;
+        let (outcome, endpoints, proxy) = campaign(vec![Fault::from_str(fault).unwrap()], 1000, timeout).await;
         let mut hits: Vec<fuzz::Finding> =
             outcome.findings.iter().filter(|f| f.violation.signature.starts_with(want)).cloned().collect();
         if hits.is_empty() {
@@ -115,4 +115,48 @@ async fn the_reference_proxy_breaks_no_oracle() {
         .map(|f| format!("{} {}: {} ({:?})", f.transport.as_str(), f.violation.signature, f.violation.detail, f.case))
         .collect();
     assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Seed and mutated heads are judged by what the strict parser reads in the bytes: a proxy that reads a port out
+/// of `PORTx` (fault `lax-port`) is caught by the differential oracle at its MUST; one that dials another port
+/// than the target's (fault `dial-next-port`, reached here by naming the port below the echo origin's) is a
+/// tunnel elsewhere. The fault-free proxy shows neither for the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_heads_are_judged_by_the_bytes() {
+    use fuzz::{case::Case, seed::Seed};
+    use harness::scenario::OriginKind;
+    let seeded =
+        |head: &str| Case { seed: Some(Seed { from: "test".into(), head: head.into() }), ..Case::well_formed() };
+    let bad_port = seeded("CONNECT {echo.host}:{echo.port}x HTTP/1.1\r\nHost: {echo.host}:{echo.port}\r\n{auth}\r\n");
+    let below = seeded("CONNECT {echo.host}:{echo.port-1} HTTP/1.1\r\nHost: {echo.host}:{echo.port-1}\r\n{auth}\r\n");
+    let cases = [
+        ("lax-port", &bad_port, Some(("differential/accepts-", Level::Must))),
+        ("dial-next-port", &below, Some(("target-integrity/tunnel-elsewhere", Level::Must))),
+        ("", &bad_port, None),
+        ("", &below, None),
+    ];
+    let pool = Pool::new(None).await.unwrap();
+    let set = pool.lease(&[OriginKind::Echo, OriginKind::Echo2, OriginKind::Closed]).await.unwrap();
+    let mut problems = Vec::new();
+    for (fault, case, want) in cases {
+        let mut config = reference_proxy::ProxyConfig::for_testing();
+        config.faults = if fault.is_empty() { Vec::new() } else { vec![Fault::from_str(fault).unwrap()] };
+        let (proxy, endpoints) = harness::cli::start_reference(config).await.unwrap();
+        let settings = Settings { step_timeout: Duration::from_secs(2), ..Settings::default() };
+        let facts = fuzz::probe::run(case, &set, &endpoints[0], &settings, Duration::from_secs(2)).await.unwrap();
+        let got = fuzz::oracle::judge(case, &facts);
+        let ok = match want {
+            Some((sig, level)) => got.iter().any(|v| v.signature.starts_with(sig) && v.level == level),
+            None => got.iter().all(|v| v.level == Level::Observed),
+        };
+        if !ok {
+            problems.push(format!(
+                "{fault:?} {}: want {want:?}, got {got:?} ({})",
+                case.render(),
+                facts.answer.summary()
+            ));
+        }
+        proxy.shutdown().await;
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
