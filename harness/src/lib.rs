@@ -7,6 +7,7 @@
 //! JUnit consumers in [`report`] render. [`cli`] wires it to the `connect-harness` binary; [`exit`] holds the
 //! exit codes; [`expect`] reads known deviations.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod escape;

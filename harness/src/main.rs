@@ -24,6 +24,8 @@ fn real_main(args: Cli) -> anyhow::Result<u8> {
         Command::Schema(a) => {
             if a.fuzz {
                 print!("{}", harness::fuzz::output::schema_json());
+            } else if a.bench {
+                print!("{}", harness::bench::report::schema_json());
             } else {
                 print!("{}", harness::report::schema_json());
             }
@@ -33,6 +35,15 @@ fn real_main(args: Cli) -> anyhow::Result<u8> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let tty = cli::stdout_is_tty();
             Ok(rt.block_on(cli::fuzz(&a, Box::new(std::io::stdout()), tty))?)
+        }
+        Command::Bench(a) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let exe = std::env::current_exe()?;
+            Ok(rt.block_on(cli::bench(&a, &exe, &mut std::io::stdout()))?)
+        }
+        Command::ServeReference(a) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            Ok(rt.block_on(cli::serve_reference(&a))?)
         }
         Command::Run(a) => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -1,8 +1,10 @@
 //! Command-line interface: argument types (clap derive) and the `list` / `run` / `schema` commands.
 
+mod bench;
 mod fuzz;
 mod proxy;
 
+pub use bench::{BenchArgs, ServeReferenceArgs, bench, serve_reference};
 pub use fuzz::{FuzzArgs, fuzz};
 
 pub use proxy::{
@@ -56,13 +58,23 @@ pub enum Command {
     /// Fuzz a proxy (the embedded reference proxy when --proxy is not given): generated CONNECT requests judged
     /// by oracles; each finding shrunk and written as a reproducer scenario (--out).
     Fuzz(Box<FuzzArgs>),
+    /// Measure proxies (the embedded reference proxy when --proxy is not given) beside the direct path:
+    /// throughput through one tunnel, tunnel setup rate, memory per idle tunnel; CPU and memory with --pid.
+    Bench(Box<BenchArgs>),
+    /// The embedded reference proxy in its own process (for `bench`); prints its addresses as one JSON line and
+    /// runs until standard input closes.
+    #[command(hide = true)]
+    ServeReference(ServeReferenceArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
     /// The schema of the `fuzz --report` campaign report instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bench")]
     pub fuzz: bool,
+    /// The schema of the `bench --report` report instead.
+    #[arg(long)]
+    pub bench: bool,
 }
 
 #[derive(Debug, Args)]

@@ -128,7 +128,27 @@ pub async fn external_proxy(args: &RunArgs, url: &str) -> Result<Vec<ProxyEndpoi
     if u.transport == Transport::Plain && (args.proxy_cacert.is_some() || args.proxy_insecure) {
         return Err(usage("--proxy-cacert and --proxy-insecure apply only to an https:// proxy"));
     }
-    let trust = match (u.transport, &args.proxy_cacert, args.proxy_insecure) {
+    let how = ProxyAccess {
+        addr: args.proxy_addr,
+        cacert: args.proxy_cacert.as_deref(),
+        insecure: args.proxy_insecure,
+        timeout: args.timeout,
+    };
+    Ok(vec![describe_proxy(&u, &how).await?])
+}
+
+/// How to reach and trust an external proxy (`--proxy-addr`, `--proxy-cacert`, `--proxy-insecure`).
+pub struct ProxyAccess<'a> {
+    pub addr: Option<SocketAddr>,
+    pub cacert: Option<&'a std::path::Path>,
+    pub insecure: bool,
+    pub timeout: std::time::Duration,
+}
+
+/// The endpoint of a parsed proxy URL, checked to accept TCP connections.
+pub async fn describe_proxy(u: &ProxyUrl, args: &ProxyAccess<'_>) -> Result<ProxyEndpoint, CliError> {
+    let u = u.clone();
+    let trust = match (u.transport, &args.cacert, args.insecure) {
         (Transport::Plain, _, _) => None,
         (Transport::Tls, Some(path), _) => {
             let pem =
@@ -140,7 +160,7 @@ pub async fn external_proxy(args: &RunArgs, url: &str) -> Result<Vec<ProxyEndpoi
             return Err(usage("an https:// proxy needs --proxy-cacert FILE (or --proxy-insecure)"));
         }
     };
-    let addr = match args.proxy_addr {
+    let addr = match args.addr {
         Some(a) => a,
         None => match u.host.parse::<IpAddr>() {
             Ok(ip) => SocketAddr::new(ip, u.port),
@@ -157,7 +177,7 @@ pub async fn external_proxy(args: &RunArgs, url: &str) -> Result<Vec<ProxyEndpoi
         Err(e) if e.accepted_then_reset() => {}
         Err(e) => return Err(cannot_run(e.to_string())),
     }
-    Ok(vec![ProxyEndpoint { transport: u.transport, addr, host: u.host, port: u.port, trust }])
+    Ok(ProxyEndpoint { transport: u.transport, addr, host: u.host, port: u.port, trust })
 }
 
 #[cfg(test)]

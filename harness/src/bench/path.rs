@@ -1,0 +1,199 @@
+//! A path from the client to an origin: straight to it, through the yardstick relay, or through a proxy (plain
+//! or TLS, with a CONNECT). Opening one gives a byte stream that reaches the origin, or says why not.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use rustls_pki_types::ServerName;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    time::{Instant, timeout_at},
+};
+
+use crate::{
+    client::{self, Io},
+    exec::ProxyEndpoint,
+    scenario::Transport,
+};
+
+/// Which origin a stream goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum To {
+    Sink,
+    Source,
+    Echo,
+}
+
+/// How a path reaches the origins.
+#[derive(Clone)]
+pub enum Route {
+    /// Straight to the origin.
+    Direct,
+    /// Through the yardstick relay: one relay address per origin (sink, source, echo).
+    Yardstick([SocketAddr; 3]),
+    /// Through a proxy.
+    Proxy(Arc<ProxyPath>),
+}
+
+/// A proxy endpoint with what opening a tunnel through it needs, prepared once.
+pub struct ProxyPath {
+    pub ep: ProxyEndpoint,
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    /// The `Proxy-Authorization` line (with CRLF), or empty.
+    auth: String,
+}
+
+impl ProxyPath {
+    pub fn new(ep: ProxyEndpoint, proxy_user: Option<&str>) -> Result<ProxyPath, String> {
+        let tls = match ep.transport {
+            Transport::Plain => None,
+            Transport::Tls => {
+                let name = ServerName::try_from(ep.host.clone()).map_err(|e| format!("{:?}: {e}", ep.host))?;
+                let trust = ep.trust.clone().unwrap_or(client::tls::ProxyTrust::Insecure);
+                let (config, _) = client::tls::proxy_client_config(&trust, name.clone(), true, &[])?;
+                Some((config, name))
+            }
+        };
+        let auth = match proxy_user {
+            Some(u) => {
+                use base64::Engine as _;
+                format!("Proxy-Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(u))
+            }
+            None => String::new(),
+        };
+        Ok(ProxyPath { ep, tls, auth })
+    }
+}
+
+/// Why a stream could not be opened; the kinds are what the setup-rate phase counts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error("TCP connect failed: {0}")]
+    Connect(String),
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    #[error("timed out")]
+    Timeout,
+    #[error("the proxy answered {0}")]
+    Status(u16),
+    #[error("the proxy closed the connection without an answer")]
+    Closed,
+    #[error("the answer is not HTTP: {0}")]
+    Garbage(String),
+}
+
+impl OpenError {
+    /// A short name for counting errors by kind.
+    pub fn kind(&self) -> String {
+        match self {
+            OpenError::Connect(_) => "connect".into(),
+            OpenError::Tls(_) => "tls".into(),
+            OpenError::Timeout => "timeout".into(),
+            OpenError::Status(s) => format!("status-{s}"),
+            OpenError::Closed => "closed".into(),
+            OpenError::Garbage(_) => "garbage".into(),
+        }
+    }
+}
+
+/// The origins' addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct OriginAddrs {
+    pub sink: SocketAddr,
+    pub source: SocketAddr,
+    pub echo: SocketAddr,
+}
+
+impl OriginAddrs {
+    fn of(&self, to: To) -> SocketAddr {
+        match to {
+            To::Sink => self.sink,
+            To::Source => self.source,
+            To::Echo => self.echo,
+        }
+    }
+}
+
+/// Opens a stream to origin `to` along `route`, by `deadline`. With `reset`, closing the stream resets the
+/// TCP connection (SO_LINGER 0) instead of leaving it in TIME_WAIT.
+pub async fn open(
+    route: &Route,
+    origins: &OriginAddrs,
+    to: To,
+    deadline: Instant,
+    reset: bool,
+) -> Result<Box<dyn Io>, OpenError> {
+    let tcp = |addr: SocketAddr| async move {
+        match client::connect_tcp(addr, deadline).await {
+            Ok(s) => {
+                if reset {
+                    let _ = socket2::SockRef::from(&s).set_linger(Some(std::time::Duration::ZERO));
+                }
+                Ok(s)
+            }
+            Err(client::ConnectError::Timeout(_)) => Err(OpenError::Timeout),
+            Err(e) => Err(OpenError::Connect(e.to_string())),
+        }
+    };
+    match route {
+        Route::Direct => Ok(Box::new(tcp(origins.of(to)).await?)),
+        Route::Yardstick(relays) => {
+            let i = match to {
+                To::Sink => 0,
+                To::Source => 1,
+                To::Echo => 2,
+            };
+            Ok(Box::new(tcp(relays[i]).await?))
+        }
+        Route::Proxy(p) => {
+            let s = tcp(p.ep.addr).await?;
+            let mut io: Box<dyn Io> = match &p.tls {
+                None => Box::new(s),
+                Some((config, name)) => {
+                    let c = tokio_rustls::TlsConnector::from(config.clone());
+                    match timeout_at(deadline, c.connect(name.clone(), s)).await {
+                        Err(_) => return Err(OpenError::Timeout),
+                        Ok(Err(e)) => return Err(OpenError::Tls(e.to_string())),
+                        Ok(Ok(t)) => Box::new(t),
+                    }
+                }
+            };
+            let target = origins.of(to);
+            let req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{}\r\n", p.auth);
+            match timeout_at(deadline, io.write_all(req.as_bytes())).await {
+                Err(_) => return Err(OpenError::Timeout),
+                Ok(Err(_)) => return Err(OpenError::Closed),
+                Ok(Ok(())) => {}
+            }
+            read_2xx(&mut io, deadline).await?;
+            Ok(io)
+        }
+    }
+}
+
+/// Reads the proxy's answer up to the end of its head and accepts only a 2xx. The origins send nothing before
+/// the client does, so bytes after the head are an error, not tunnel data to keep.
+async fn read_2xx(io: &mut Box<dyn Io>, deadline: Instant) -> Result<(), OpenError> {
+    let mut head = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    let end = loop {
+        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if head.len() > 16 * 1024 {
+            return Err(OpenError::Garbage("a response head over 16 KiB".into()));
+        }
+        match timeout_at(deadline, io.read(&mut chunk)).await {
+            Err(_) => return Err(OpenError::Timeout),
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(OpenError::Closed),
+            Ok(Ok(n)) => head.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let h = client::head::parse_head(&head[..end]).map_err(OpenError::Garbage)?;
+    if !(200..300).contains(&h.status) {
+        return Err(OpenError::Status(h.status));
+    }
+    if head.len() > end {
+        return Err(OpenError::Garbage(format!("{} bytes after the 2xx head before any was sent", head.len() - end)));
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! One transfer through one tunnel: upload to the sink, download from the source, or a round trip through the
+//! echo, timed from the first byte written (the tunnel is already open) to the last byte or the sink's answer.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    time::{Instant, timeout_at},
+};
+
+use super::{
+    origins::CHUNK,
+    path::{OpenError, OriginAddrs, Route, To, open},
+};
+
+/// Which way the bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Client → proxy → sink.
+    Upload,
+    /// Source → proxy → client.
+    Download,
+    /// Client → proxy → echo → proxy → client, both at once.
+    Echo,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 3] = [Direction::Upload, Direction::Download, Direction::Echo];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Upload => "upload",
+            Direction::Download => "download",
+            Direction::Echo => "echo",
+        }
+    }
+
+    fn origin(self) -> To {
+        match self {
+            Direction::Upload => To::Sink,
+            Direction::Download => To::Source,
+            Direction::Echo => To::Echo,
+        }
+    }
+}
+
+/// Why a transfer did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    #[error("the tunnel did not open: {0}")]
+    Open(#[from] OpenError),
+    #[error("stalled: {done} of {total} bytes moved before the deadline")]
+    Stalled { done: u64, total: u64 },
+    #[error("the connection ended after {done} of {total} bytes")]
+    Ended { done: u64, total: u64 },
+}
+
+/// Moves `bytes` along `route` in `dir`; the time the bytes took.
+pub async fn transfer(
+    route: &Route,
+    origins: &OriginAddrs,
+    dir: Direction,
+    bytes: u64,
+    open_timeout: Duration,
+    deadline: Instant,
+) -> Result<Duration, TransferError> {
+    let io = open(route, origins, dir.origin(), Instant::now() + open_timeout, false).await?;
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let data = vec![0xa5u8; CHUNK];
+    let started = Instant::now();
+    let header = |n: u64| n.to_be_bytes();
+    match dir {
+        Direction::Upload => {
+            if timeout_at(deadline, wr.write_all(&header(bytes))).await.map(|r| r.is_err()).unwrap_or(true) {
+                return Err(TransferError::Ended { done: 0, total: bytes });
+            }
+            write_all(&mut wr, &data, bytes, deadline).await?;
+            read_n(&mut rd, 1, deadline).await.map_err(|_| TransferError::Stalled { done: bytes, total: bytes })?;
+        }
+        Direction::Download => {
+            if timeout_at(deadline, wr.write_all(&header(bytes))).await.map(|r| r.is_err()).unwrap_or(true) {
+                return Err(TransferError::Ended { done: 0, total: bytes });
+            }
+            read_n(&mut rd, bytes, deadline).await?;
+        }
+        Direction::Echo => {
+            let (w, r) = tokio::join!(write_all(&mut wr, &data, bytes, deadline), read_n(&mut rd, bytes, deadline));
+            w?;
+            r?;
+        }
+    }
+    Ok(started.elapsed())
+}
+
+type Io = Box<dyn crate::client::Io>;
+
+/// Writes `n` bytes in chunks of `data`.
+async fn write_all(
+    wr: &mut tokio::io::WriteHalf<Io>,
+    data: &[u8],
+    n: u64,
+    deadline: Instant,
+) -> Result<(), TransferError> {
+    let mut left = n;
+    while left > 0 {
+        let k = data.len().min(left as usize);
+        match timeout_at(deadline, wr.write_all(&data[..k])).await {
+            Err(_) => return Err(TransferError::Stalled { done: n - left, total: n }),
+            Ok(Err(_)) => return Err(TransferError::Ended { done: n - left, total: n }),
+            Ok(Ok(())) => left -= k as u64,
+        }
+    }
+    let _ = timeout_at(deadline, wr.flush()).await;
+    Ok(())
+}
+
+/// Reads and discards `n` bytes.
+async fn read_n(rd: &mut tokio::io::ReadHalf<Io>, n: u64, deadline: Instant) -> Result<(), TransferError> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut got = 0u64;
+    while got < n {
+        let k = CHUNK.min((n - got) as usize);
+        match timeout_at(deadline, rd.read(&mut buf[..k])).await {
+            Err(_) => return Err(TransferError::Stalled { done: got, total: n }),
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(TransferError::Ended { done: got, total: n }),
+            Ok(Ok(m)) => got += m as u64,
+        }
+    }
+    Ok(())
+}
