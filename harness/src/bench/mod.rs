@@ -63,8 +63,8 @@ pub trait Progress: Send + Sync {
 pub struct Quiet;
 impl Progress for Quiet {}
 
-/// Bytes of the calibration run, and the bounds of a throughput run's size.
-const CALIBRATE: u64 = 256 << 20;
+/// Bytes of the warm-up run that sizes a subject's runs, and the bounds of a run's size.
+const CALIBRATE: u64 = 128 << 20;
 const MIN_BYTES: u64 = 32 << 20;
 const MAX_BYTES: u64 = 64 << 30;
 
@@ -80,7 +80,6 @@ pub async fn run(spec: &BenchSpec, progress: &dyn Progress) -> BenchReport {
         },
         seconds: spec.seconds,
         rounds: spec.rounds,
-        bytes: 0,
         subjects: spec.subjects.iter().map(|s| s.info.clone()).collect(),
         throughput: Vec::new(),
         rate: Vec::new(),
@@ -88,8 +87,8 @@ pub async fn run(spec: &BenchSpec, progress: &dyn Progress) -> BenchReport {
         notes: Vec::new(),
     };
     for s in &spec.subjects {
-        if s.info.kind == SubjectKind::Proxy && s.info.pids.is_empty() {
-            report.notes.push(format!("{}: no --pid, so no CPU or memory figures", s.info.label));
+        if s.info.kind == SubjectKind::Proxy && !s.info.accounted() {
+            report.notes.push(format!("{}: no --pid or --pgid, so no CPU or memory figures", s.info.label));
         }
     }
     if spec.phases.contains(&Phase::Throughput) {
@@ -109,51 +108,40 @@ fn kernel() -> String {
     format!("{} {}", read("/proc/sys/kernel/ostype"), read("/proc/sys/kernel/osrelease")).trim().to_string()
 }
 
-fn cpu(pids: &[u32]) -> Option<f64> {
-    procfs::usage(pids).ok().flatten().map(|u| u.cpu_seconds)
+fn cpu(info: &SubjectInfo) -> Option<f64> {
+    procfs::usage(&info.processes()).ok().flatten().map(|u| u.cpu_seconds)
 }
 
-/// The deadline of one throughput run: generous against a slow path, bounded against a stalled one.
+/// The deadline of one throughput run: generous against a slow path (a stall ends it sooner, see
+/// [`throughput::STALL`]).
 fn transfer_deadline(spec: &BenchSpec) -> Instant {
-    Instant::now() + Duration::from_secs_f64((spec.seconds * 20.0).max(10.0)).max(spec.open_timeout * 2)
+    Instant::now() + Duration::from_secs_f64((spec.seconds * 20.0).max(30.0))
 }
 
 async fn throughput_phase(spec: &BenchSpec, report: &mut BenchReport, progress: &dyn Progress) {
-    // Warm-up (unmeasured) of every subject and direction; a subject that fails it is reported and skipped.
+    // Warm-up (unmeasured) of every subject and direction, which also sizes its runs: each subject moves what it
+    // moves in about `seconds`, so a slow proxy is measured as slow, not cut off. A subject that fails it is
+    // reported and skipped.
     let mut failed: BTreeMap<(usize, Direction), String> = BTreeMap::new();
+    let mut sizes: BTreeMap<(usize, Direction), u64> = BTreeMap::new();
     for (i, s) in spec.subjects.iter().enumerate() {
         for d in Direction::ALL {
             let r =
-                throughput::transfer(&s.route, &spec.origins, d, MIN_BYTES, spec.open_timeout, transfer_deadline(spec))
+                throughput::transfer(&s.route, &spec.origins, d, CALIBRATE, spec.open_timeout, transfer_deadline(spec))
                     .await;
-            if let Err(e) = r {
-                progress.message(&format!("{} {}: {e}", s.info.label, d.as_str()));
-                failed.insert((i, d), e.to_string());
+            match r {
+                Ok(t) => {
+                    let rate = CALIBRATE as f64 / t.as_secs_f64().max(1e-6);
+                    sizes.insert((i, d), ((rate * spec.seconds) as u64).clamp(MIN_BYTES, MAX_BYTES) & !((1 << 20) - 1));
+                }
+                Err(e) => {
+                    progress.message(&format!("{} {}: {e}", s.info.label, d.as_str()));
+                    failed.insert((i, d), e.to_string());
+                }
             }
         }
     }
-    // Calibration on the direct path (subject 0).
-    let bytes = match throughput::transfer(
-        &spec.subjects[0].route,
-        &spec.origins,
-        Direction::Upload,
-        CALIBRATE,
-        spec.open_timeout,
-        transfer_deadline(spec),
-    )
-    .await
-    {
-        Ok(t) => {
-            let rate = CALIBRATE as f64 / t.as_secs_f64().max(1e-6);
-            ((rate * spec.seconds) as u64).clamp(MIN_BYTES, MAX_BYTES) & !((1 << 20) - 1)
-        }
-        Err(e) => {
-            report.notes.push(format!("throughput: the direct path failed ({e}); phase skipped"));
-            return;
-        }
-    };
-    report.bytes = bytes;
-    progress.message(&format!("throughput: {} MiB per run, {} rounds", bytes >> 20, spec.rounds));
+    progress.message(&format!("throughput: {} rounds", spec.rounds));
     let n = spec.subjects.len();
     let mut runs: BTreeMap<(usize, Direction), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for round in 0..spec.rounds {
@@ -164,11 +152,12 @@ async fn throughput_phase(spec: &BenchSpec, report: &mut BenchReport, progress: 
                     continue;
                 }
                 let s = &spec.subjects[i];
-                let cpu0 = cpu(&s.info.pids);
+                let bytes = sizes[&(i, d)];
+                let cpu0 = cpu(&s.info);
                 let r =
                     throughput::transfer(&s.route, &spec.origins, d, bytes, spec.open_timeout, transfer_deadline(spec))
                         .await;
-                let cpu1 = cpu(&s.info.pids);
+                let cpu1 = cpu(&s.info);
                 match r {
                     Ok(t) => {
                         let gib = bytes as f64 / (1u64 << 30) as f64;
@@ -196,6 +185,7 @@ async fn throughput_phase(spec: &BenchSpec, report: &mut BenchReport, progress: 
             report.throughput.push(ThroughputRow {
                 subject: s.info.label.clone(),
                 direction: d,
+                bytes: sizes.get(&(i, d)).copied().unwrap_or(0),
                 gib_per_s: g,
                 runs: r.map(|r| r.0.clone()).unwrap_or_default(),
                 vs_direct: g.zip(direct).map(|(g, d)| g / d),
@@ -218,9 +208,9 @@ async fn rate_phase(spec: &BenchSpec, report: &mut BenchReport, progress: &dyn P
             for k in 0..n {
                 let i = (k + round) % n;
                 let s = subjects[i];
-                let cpu0 = cpu(&s.info.pids);
+                let cpu0 = cpu(&s.info);
                 let r = rate::run(&s.route, &spec.origins, c, duration, spec.open_timeout).await;
-                let cpu1 = cpu(&s.info.pids);
+                let cpu1 = cpu(&s.info);
                 let per_tunnel =
                     cpu0.zip(cpu1).filter(|_| r.tunnels > 0).map(|(a, b)| (b - a) * 1000.0 / r.tunnels as f64);
                 runs[i].push((r, per_tunnel));
@@ -276,10 +266,10 @@ async fn idle_phase(spec: &BenchSpec, report: &mut BenchReport, progress: &dyn P
             want
         };
         for s in spec.subjects.iter().filter(|s| s.info.kind == SubjectKind::Proxy) {
-            let before = procfs::usage(&s.info.pids).ok().flatten();
+            let before = procfs::usage(&s.info.processes()).ok().flatten();
             let held = idle::hold(&s.route, &spec.origins, n, spec.open_timeout, 64.max(n as u64 / 20)).await;
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let with = procfs::usage(&s.info.pids).ok().flatten();
+            let with = procfs::usage(&s.info.processes()).ok().flatten();
             let opened = held.tunnels.len();
             let per = |a: u64, b: u64| (opened > 0).then(|| (b as f64 - a as f64) / opened as f64);
             let row = IdleRow {

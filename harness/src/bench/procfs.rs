@@ -73,6 +73,34 @@ pub fn usage(pids: &[u32]) -> Result<Option<Usage>, ProcError> {
     Ok(Some(u))
 }
 
+/// The processes of a process group now (a pre-forking proxy's workers come and go, so it is looked up at every
+/// reading).
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    let mut out: Vec<u32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
+                // After the parenthesised name: state, ppid, pgrp.
+                stat.rsplit_once(')').and_then(|(_, a)| a.split_whitespace().nth(2)?.parse::<u32>().ok()) == Some(pgid)
+            })
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// The processes named by pids and process groups, now.
+pub fn resolve(pids: &[u32], pgids: &[u32]) -> Vec<u32> {
+    let mut all: Vec<u32> = pids.to_vec();
+    for g in pgids {
+        all.extend(group_members(*g));
+    }
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
 /// Lifts the soft limit on open files to the hard one; returns the limit now in force.
 pub fn raise_fd_limit() -> u64 {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -110,5 +138,10 @@ mod tests {
         assert!(u.rss_kib > 0 && u.pss_kib > 0, "{u:?}");
         assert_eq!(usage(&[]).unwrap(), None);
         assert!(cpu_seconds(u32::MAX).is_err());
+        // This test's own process group holds at least this process.
+        // SAFETY: getpgrp has no preconditions.
+        let pgid = unsafe { libc::getpgrp() } as u32;
+        assert!(group_members(pgid).contains(&me), "{:?}", group_members(pgid));
+        assert_eq!(resolve(&[me], &[pgid]).iter().filter(|p| **p == me).count(), 1);
     }
 }

@@ -19,8 +19,6 @@ pub struct BenchReport {
     /// Seconds each measured run aims at, and the repetitions (medians are over them).
     pub seconds: f64,
     pub rounds: usize,
-    /// Bytes of each throughput run (calibrated on the direct path to last about `seconds`).
-    pub bytes: u64,
     pub subjects: Vec<SubjectInfo>,
     pub throughput: Vec<ThroughputRow>,
     pub rate: Vec<RateRow>,
@@ -60,6 +58,21 @@ pub struct SubjectInfo {
     pub url: Option<String>,
     /// The processes whose CPU and memory are the proxy's cost (`--pid`).
     pub pids: Vec<u32>,
+    /// Process groups whose members (looked up at every reading) count too (`--pgid`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pgids: Vec<u32>,
+}
+
+impl SubjectInfo {
+    /// The processes to account now; empty when none were named.
+    pub fn processes(&self) -> Vec<u32> {
+        super::procfs::resolve(&self.pids, &self.pgids)
+    }
+
+    /// Whether CPU and memory can be accounted.
+    pub fn accounted(&self) -> bool {
+        !self.pids.is_empty() || !self.pgids.is_empty()
+    }
 }
 
 /// One subject, one direction.
@@ -67,6 +80,8 @@ pub struct SubjectInfo {
 pub struct ThroughputRow {
     pub subject: String,
     pub direction: Direction,
+    /// Bytes of each run: calibrated on this subject's warm-up so a run lasts about `seconds`.
+    pub bytes: u64,
     /// Median GiB/s over the rounds that completed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gib_per_s: Option<f64>,
@@ -145,14 +160,8 @@ impl BenchReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} · {} · {} CPUs · {} · {} s per run, median of {} · {} MiB per throughput run\n",
-            self.tool,
-            self.started,
-            self.machine.cpus,
-            self.machine.kernel,
-            self.seconds,
-            self.rounds,
-            self.bytes >> 20
+            "{} · {} · {} CPUs · {} · {} s per run, median of {}\n",
+            self.tool, self.started, self.machine.cpus, self.machine.kernel, self.seconds, self.rounds,
         );
         if !self.throughput.is_empty() {
             let _ = writeln!(s, "### Throughput, one tunnel\n");

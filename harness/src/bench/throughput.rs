@@ -51,13 +51,39 @@ impl Direction {
 pub enum TransferError {
     #[error("the tunnel did not open: {0}")]
     Open(#[from] OpenError),
-    #[error("stalled: {done} of {total} bytes moved before the deadline")]
-    Stalled { done: u64, total: u64 },
+    #[error("stalled: no byte moved for {secs} s ({done} of {total} bytes done)")]
+    Stalled { done: u64, total: u64, secs: u64 },
+    #[error("too slow: {done} of {total} bytes moved in the time allowed")]
+    Overran { done: u64, total: u64 },
     #[error("the connection ended after {done} of {total} bytes")]
     Ended { done: u64, total: u64 },
 }
 
-/// Moves `bytes` along `route` in `dir`; the time the bytes took.
+/// How long a transfer may go without moving a byte before it is a stall.
+pub const STALL: Duration = Duration::from_secs(5);
+
+/// When an operation times out: a stall (nothing moved for `STALL`) or past the whole transfer's deadline.
+#[derive(Clone, Copy)]
+struct Limits {
+    deadline: Instant,
+}
+
+impl Limits {
+    fn next(&self) -> Instant {
+        (Instant::now() + STALL).min(self.deadline)
+    }
+
+    fn timed_out(&self, done: u64, total: u64) -> TransferError {
+        if Instant::now() >= self.deadline {
+            TransferError::Overran { done, total }
+        } else {
+            TransferError::Stalled { done, total, secs: STALL.as_secs() }
+        }
+    }
+}
+
+/// Moves `bytes` along `route` in `dir`; the time the bytes took. A stall (no byte for [`STALL`]) or passing
+/// `deadline` ends it with an error.
 pub async fn transfer(
     route: &Route,
     origins: &OriginAddrs,
@@ -66,6 +92,7 @@ pub async fn transfer(
     open_timeout: Duration,
     deadline: Instant,
 ) -> Result<Duration, TransferError> {
+    let lim = Limits { deadline };
     let io = open(route, origins, dir.origin(), Instant::now() + open_timeout, false).await?;
     let (mut rd, mut wr) = tokio::io::split(io);
     let data = vec![0xa5u8; CHUNK];
@@ -73,20 +100,20 @@ pub async fn transfer(
     let header = |n: u64| n.to_be_bytes();
     match dir {
         Direction::Upload => {
-            if timeout_at(deadline, wr.write_all(&header(bytes))).await.map(|r| r.is_err()).unwrap_or(true) {
+            if timeout_at(lim.next(), wr.write_all(&header(bytes))).await.map(|r| r.is_err()).unwrap_or(true) {
                 return Err(TransferError::Ended { done: 0, total: bytes });
             }
-            write_all(&mut wr, &data, bytes, deadline).await?;
-            read_n(&mut rd, 1, deadline).await.map_err(|_| TransferError::Stalled { done: bytes, total: bytes })?;
+            write_all(&mut wr, &data, bytes, lim).await?;
+            read_n(&mut rd, 1, lim).await.map_err(|_| lim.timed_out(bytes, bytes))?;
         }
         Direction::Download => {
-            if timeout_at(deadline, wr.write_all(&header(bytes))).await.map(|r| r.is_err()).unwrap_or(true) {
+            if timeout_at(lim.next(), wr.write_all(&header(bytes))).await.map(|r| r.is_err()).unwrap_or(true) {
                 return Err(TransferError::Ended { done: 0, total: bytes });
             }
-            read_n(&mut rd, bytes, deadline).await?;
+            read_n(&mut rd, bytes, lim).await?;
         }
         Direction::Echo => {
-            let (w, r) = tokio::join!(write_all(&mut wr, &data, bytes, deadline), read_n(&mut rd, bytes, deadline));
+            let (w, r) = tokio::join!(write_all(&mut wr, &data, bytes, lim), read_n(&mut rd, bytes, lim));
             w?;
             r?;
         }
@@ -97,33 +124,28 @@ pub async fn transfer(
 type Io = Box<dyn crate::client::Io>;
 
 /// Writes `n` bytes in chunks of `data`.
-async fn write_all(
-    wr: &mut tokio::io::WriteHalf<Io>,
-    data: &[u8],
-    n: u64,
-    deadline: Instant,
-) -> Result<(), TransferError> {
+async fn write_all(wr: &mut tokio::io::WriteHalf<Io>, data: &[u8], n: u64, lim: Limits) -> Result<(), TransferError> {
     let mut left = n;
     while left > 0 {
         let k = data.len().min(left as usize);
-        match timeout_at(deadline, wr.write_all(&data[..k])).await {
-            Err(_) => return Err(TransferError::Stalled { done: n - left, total: n }),
+        match timeout_at(lim.next(), wr.write_all(&data[..k])).await {
+            Err(_) => return Err(lim.timed_out(n - left, n)),
             Ok(Err(_)) => return Err(TransferError::Ended { done: n - left, total: n }),
             Ok(Ok(())) => left -= k as u64,
         }
     }
-    let _ = timeout_at(deadline, wr.flush()).await;
+    let _ = timeout_at(lim.next(), wr.flush()).await;
     Ok(())
 }
 
 /// Reads and discards `n` bytes.
-async fn read_n(rd: &mut tokio::io::ReadHalf<Io>, n: u64, deadline: Instant) -> Result<(), TransferError> {
+async fn read_n(rd: &mut tokio::io::ReadHalf<Io>, n: u64, lim: Limits) -> Result<(), TransferError> {
     let mut buf = vec![0u8; CHUNK];
     let mut got = 0u64;
     while got < n {
         let k = CHUNK.min((n - got) as usize);
-        match timeout_at(deadline, rd.read(&mut buf[..k])).await {
-            Err(_) => return Err(TransferError::Stalled { done: got, total: n }),
+        match timeout_at(lim.next(), rd.read(&mut buf[..k])).await {
+            Err(_) => return Err(lim.timed_out(got, n)),
             Ok(Ok(0)) | Ok(Err(_)) => return Err(TransferError::Ended { done: got, total: n }),
             Ok(Ok(m)) => got += m as u64,
         }

@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// --proxy). Include every worker of a multi-process proxy.
     #[arg(long, value_name = "[LABEL=]PIDS")]
     pub pid: Vec<String>,
+    /// Process groups of the proxy: [LABEL=]PGID[,PGID...]; their members are looked up at every reading, so
+    /// workers a pre-forking proxy starts later count too.
+    #[arg(long, value_name = "[LABEL=]PGIDS")]
+    pub pgid: Vec<String>,
     /// The phases to run.
     #[arg(long, value_enum, value_delimiter = ',', default_values = ["throughput", "rate", "idle"])]
     pub phases: Vec<Phase>,
@@ -162,23 +166,36 @@ fn labelled(s: &str) -> (Option<&str>, &str) {
     }
 }
 
-fn parse_pids(args: &BenchArgs) -> Result<Vec<(Option<String>, Vec<u32>)>, CliError> {
+/// `--pid` / `--pgid` values: `[LABEL=]N[,N...]`, each checked to exist.
+fn parse_ids(values: &[String], flag: &str) -> Result<Vec<(Option<String>, Vec<u32>)>, CliError> {
     let mut out = Vec::new();
-    for p in &args.pid {
+    for p in values {
         let (label, list) = match p.split_once('=') {
             Some((l, rest)) => (Some(l.to_string()), rest),
             None => (None, p.as_str()),
         };
-        let pids = list
+        let ids = list
             .split(',')
-            .map(|x| x.trim().parse::<u32>().map_err(|_| usage(format!("--pid {p:?}: {x:?} is not a process id"))))
+            .map(|x| x.trim().parse::<u32>().map_err(|_| usage(format!("{flag} {p:?}: {x:?} is not a process id"))))
             .collect::<Result<Vec<_>, _>>()?;
-        for pid in &pids {
-            bench::procfs::cpu_seconds(*pid).map_err(|e| usage(format!("--pid {p:?}: {e}")))?;
+        for id in &ids {
+            let exists = if flag == "--pgid" {
+                !bench::procfs::group_members(*id).is_empty()
+            } else {
+                bench::procfs::cpu_seconds(*id).is_ok()
+            };
+            if !exists {
+                return Err(usage(format!("{flag} {p:?}: no process {id}")));
+            }
         }
-        out.push((label, pids));
+        out.push((label, ids));
     }
     Ok(out)
+}
+
+/// The ids given for `label` (or without a label).
+fn ids_for(ids: &[(Option<String>, Vec<u32>)], label: &str) -> Vec<u32> {
+    ids.iter().filter(|(l, _)| l.as_deref().is_none_or(|l| l == label)).flat_map(|(_, p)| p.iter().copied()).collect()
 }
 
 /// `connect-harness bench`. `exe` is the `connect-harness` binary (for the reference proxy child).
@@ -194,9 +211,10 @@ pub async fn bench(args: &BenchArgs, exe: &Path, out: &mut (dyn Write + Send)) -
         return Ok(exit::OK);
     }
     let fd_limit = bench::procfs::raise_fd_limit();
-    let pids = parse_pids(args)?;
-    if pids.iter().any(|(l, _)| l.is_none()) && args.proxy.len() != 1 {
-        return Err(usage("--pid without LABEL= needs exactly one --proxy"));
+    let pids = parse_ids(&args.pid, "--pid")?;
+    let pgids = parse_ids(&args.pgid, "--pgid")?;
+    if pids.iter().chain(&pgids).any(|(l, _)| l.is_none()) && args.proxy.len() != 1 {
+        return Err(usage("--pid or --pgid without LABEL= needs exactly one --proxy"));
     }
     let origins = Origins::start(args.origin_addr, args.origin_port).map_err(|e| {
         cannot_run(format!(
@@ -212,6 +230,7 @@ pub async fn bench(args: &BenchArgs, exe: &Path, out: &mut (dyn Write + Send)) -
             transport: None,
             url: None,
             pids: vec![],
+            pgids: vec![],
         },
         route: Route::Direct,
     }];
@@ -226,6 +245,7 @@ pub async fn bench(args: &BenchArgs, exe: &Path, out: &mut (dyn Write + Send)) -
                 transport: None,
                 url: None,
                 pids: vec![],
+                pgids: vec![],
             },
             route: Route::Yardstick([a?, b?, c?]),
         });
@@ -272,16 +292,13 @@ pub async fn bench(args: &BenchArgs, exe: &Path, out: &mut (dyn Write + Send)) -
         };
         let ep = proxy::describe_proxy(&u, &access).await?;
         let label = label.unwrap_or(url).to_string();
-        let mine: Vec<u32> = pids
-            .iter()
-            .filter(|(l, _)| l.as_deref().is_none_or(|l| l == label))
-            .flat_map(|(_, p)| p.iter().copied())
-            .collect();
-        subjects.push(proxy_subject(&label, Some(url), ep, mine, args)?);
+        let mut s = proxy_subject(&label, Some(url), ep, ids_for(&pids, &label), args)?;
+        s.info.pgids = ids_for(&pgids, &label);
+        subjects.push(s);
     }
-    for (l, _) in pids.iter().filter(|(l, _)| l.is_some()) {
+    for (l, _) in pids.iter().chain(&pgids).filter(|(l, _)| l.is_some()) {
         if !subjects.iter().any(|s| Some(&s.info.label) == l.as_ref()) {
-            return Err(usage(format!("--pid {}=…: no --proxy has that label", l.as_deref().unwrap_or(""))));
+            return Err(usage(format!("--pid/--pgid {}=…: no --proxy has that label", l.as_deref().unwrap_or(""))));
         }
     }
     let spec = BenchSpec {
@@ -351,6 +368,7 @@ fn proxy_subject(
             transport: Some(transport),
             url: url.map(str::to_string),
             pids,
+            pgids: Vec::new(),
         },
         route: Route::Proxy(Arc::new(path)),
     })

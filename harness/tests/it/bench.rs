@@ -18,7 +18,7 @@ use harness::{
 use crate::support::{TempDir, bin};
 
 fn subject(label: &str, kind: SubjectKind, route: Route, pids: Vec<u32>) -> Subject {
-    Subject { info: SubjectInfo { label: label.into(), kind, transport: None, url: None, pids }, route }
+    Subject { info: SubjectInfo { label: label.into(), kind, transport: None, url: None, pids, pgids: vec![] }, route }
 }
 
 fn spec(subjects: Vec<Subject>, origins: &Origins, open_timeout: Duration) -> BenchSpec {
