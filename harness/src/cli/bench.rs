@@ -166,8 +166,11 @@ fn labelled(s: &str) -> (Option<&str>, &str) {
     }
 }
 
-/// `--pid` / `--pgid` values: `[LABEL=]N[,N...]`, each checked to exist.
-fn parse_ids(values: &[String], flag: &str) -> Result<Vec<(Option<String>, Vec<u32>)>, CliError> {
+/// `--pid` / `--pgid` values: (the label, if any; the ids).
+type Ids = Vec<(Option<String>, Vec<u32>)>;
+
+/// Parses `--pid` / `--pgid` values, `[LABEL=]N[,N...]`, each checked to exist.
+fn parse_ids(values: &[String], flag: &str) -> Result<Ids, CliError> {
     let mut out = Vec::new();
     for p in values {
         let (label, list) = match p.split_once('=') {
@@ -194,7 +197,7 @@ fn parse_ids(values: &[String], flag: &str) -> Result<Vec<(Option<String>, Vec<u
 }
 
 /// The ids given for `label` (or without a label).
-fn ids_for(ids: &[(Option<String>, Vec<u32>)], label: &str) -> Vec<u32> {
+fn ids_for(ids: &Ids, label: &str) -> Vec<u32> {
     ids.iter().filter(|(l, _)| l.as_deref().is_none_or(|l| l == label)).flat_map(|(_, p)| p.iter().copied()).collect()
 }
 
