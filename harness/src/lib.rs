@@ -24,3 +24,4 @@ pub mod proxy_log;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod shard;

@@ -21,6 +21,7 @@ fn real_main(args: Cli) -> anyhow::Result<u8> {
     match args.command {
         Command::List(a) => Ok(cli::list(&a, &mut std::io::stdout().lock())?),
         Command::Matrix(a) => Ok(cli::matrix(&a, &mut std::io::stdout().lock())?),
+        Command::Report(a) => Ok(cli::report(&a, &mut std::io::stdout().lock())?),
         Command::Schema(a) => {
             if a.fuzz {
                 print!("{}", harness::fuzz::output::schema_json());

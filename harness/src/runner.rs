@@ -38,6 +38,9 @@ pub struct RunSpec {
     pub deviations: Deviations,
     pub target_label: String,
     pub fail_on: crate::scenario::Level,
+    /// Run only this shard's items (`--shard I/N`); the handshake owner runs in every shard (`report merge`
+    /// keeps its worst verdict).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Why an item cannot run here, if it cannot.
@@ -243,11 +246,21 @@ pub async fn run(spec: RunSpec, pool: Arc<Pool>, tx: mpsc::UnboundedSender<Event
         step_timeout_ms: spec.settings.step_timeout.as_millis() as u64,
         fail_on: spec.fail_on,
         preflight: spec.settings.preflight.as_ref().map(|p| p.probes.clone()).unwrap_or_default(),
+        shard: spec.shard.as_ref().map(|s| s.label()),
+        merged_from: Vec::new(),
     };
     let items: Vec<(Arc<Loaded>, Transport)> =
         spec.scenarios.iter().flat_map(|l| l.scenario.transports.iter().map(move |t| (l.clone(), *t))).collect();
-    let _ = tx.send(Event::Started { total: items.len(), metadata: Box::new(metadata.clone()) });
     let (owners, items): (Vec<_>, Vec<_>) = items.into_iter().partition(|(l, _)| l.scenario.id == HANDSHAKE_OWNER);
+    let items = match &spec.shard {
+        None => items,
+        Some(sh) => {
+            let keys: Vec<(String, Transport)> = items.iter().map(|(l, t)| (l.scenario.id.clone(), *t)).collect();
+            let mine = crate::shard::assign(&keys, sh.count, &sh.weights);
+            items.into_iter().zip(mine).filter(|(_, s)| *s + 1 == sh.index).map(|(x, _)| x).collect()
+        }
+    };
+    let _ = tx.send(Event::Started { total: items.len() + owners.len(), metadata: Box::new(metadata.clone()) });
 
     let sem = Arc::new(Semaphore::new(jobs));
     let spec = Arc::new(spec);

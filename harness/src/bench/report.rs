@@ -127,6 +127,8 @@ pub struct IdleRow {
     pub requested: usize,
     pub opened: usize,
     pub errors: BTreeMap<String, u64>,
+    /// Before the subject's first idle round (memory freed after a round stays with the allocator); for a subject
+    /// sharing processes with one measured before it in the round, right before its own round.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_before_kib: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]

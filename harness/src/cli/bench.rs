@@ -109,7 +109,17 @@ struct Served {
 /// Runs the embedded reference proxy until standard input closes (the parent's end).
 pub async fn serve_reference(args: &ServeReferenceArgs) -> Result<u8, CliError> {
     bench::procfs::raise_fd_limit();
-    let (p, endpoints) = proxy::embedded_proxy(args.proxy_user.as_deref()).await?;
+    // The embedded proxy as `run` starts it, but with the production connection limit (the testing one, 1000, is
+    // below the idle phase's 5000 tunnels).
+    let mut config = reference_proxy::ProxyConfig::for_testing();
+    config.limits.max_connections = reference_proxy::config::ProxyLimits::default().max_connections;
+    if let Some(user) = &args.proxy_user {
+        let mut auth = reference_proxy::config::Auth::new("connect-harness");
+        auth.add(user).map_err(|e| usage(format!("--proxy-user: {e}")))?;
+        config.auth = Some(auth);
+    }
+    let (running, endpoints) = proxy::start_reference(config).await?;
+    let p = proxy::ProxyUnderTest::Embedded(running);
     let proxy::ProxyUnderTest::Embedded(running) = &p else { return Err(cannot_run("no embedded proxy")) };
     let plain = endpoints.iter().find(|e| e.transport == Transport::Plain).map(|e| e.addr);
     let tls = endpoints.iter().find(|e| e.transport == Transport::Tls).map(|e| e.addr);
@@ -253,36 +263,37 @@ pub async fn bench(args: &BenchArgs, exe: &Path, out: &mut (dyn Write + Send)) -
             route: Route::Yardstick([a?, b?, c?]),
         });
     }
-    let mut child = None;
+    // One reference proxy process per transport, so each row's CPU and memory are that listener's alone.
+    let mut children = Vec::new();
     if args.proxy.is_empty() || args.reference {
-        let (c, served) = start_reference_child(exe, args.proxy_user.as_deref())?;
-        let pid = c.0.id();
-        let trust = ProxyTrust::from_pem(&served.ca_pem).map_err(cannot_run)?;
-        for (label, ep) in [
-            (
-                "reference-proxy",
-                ProxyEndpoint {
-                    transport: Transport::Plain,
-                    addr: served.plain,
-                    host: served.plain.ip().to_string(),
-                    port: served.plain.port(),
-                    trust: None,
-                },
-            ),
-            (
-                "reference-proxy tls",
-                ProxyEndpoint {
-                    transport: Transport::Tls,
-                    addr: served.tls,
-                    host: "proxy.test".into(),
-                    port: served.tls.port(),
-                    trust: Some(trust.clone()),
-                },
-            ),
-        ] {
+        for transport in [Transport::Plain, Transport::Tls] {
+            let (c, served) = start_reference_child(exe, args.proxy_user.as_deref())?;
+            let pid = c.0.id();
+            let (label, ep) = match transport {
+                Transport::Plain => (
+                    "reference-proxy",
+                    ProxyEndpoint {
+                        transport,
+                        addr: served.plain,
+                        host: served.plain.ip().to_string(),
+                        port: served.plain.port(),
+                        trust: None,
+                    },
+                ),
+                Transport::Tls => (
+                    "reference-proxy tls",
+                    ProxyEndpoint {
+                        transport,
+                        addr: served.tls,
+                        host: "proxy.test".into(),
+                        port: served.tls.port(),
+                        trust: Some(ProxyTrust::from_pem(&served.ca_pem).map_err(cannot_run)?),
+                    },
+                ),
+            };
             subjects.push(proxy_subject(label, None, ep, vec![pid], args)?);
+            children.push(c);
         }
-        child = Some(c);
     }
     for p in &args.proxy {
         let (label, url) = labelled(p);
@@ -317,7 +328,7 @@ pub async fn bench(args: &BenchArgs, exe: &Path, out: &mut (dyn Write + Send)) -
     };
     let progress = Lines;
     let report = bench::run(&spec, &progress).await;
-    drop(child);
+    drop(children);
     drop(origins);
     let md = report.to_markdown();
     let _ = write!(out, "\n{md}");

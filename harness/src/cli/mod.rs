@@ -3,9 +3,11 @@
 mod bench;
 mod fuzz;
 mod proxy;
+mod report;
 
 pub use bench::{BenchArgs, ServeReferenceArgs, bench, serve_reference};
 pub use fuzz::{FuzzArgs, fuzz};
+pub use report::{ReportArgs, report};
 
 pub use proxy::{
     EMBEDDED_NAMES, ProxyUnderTest, ProxyUrl, embedded_proxy, external_proxy, parse_proxy_url, start_reference,
@@ -61,6 +63,8 @@ pub enum Command {
     /// Measure proxies (the embedded reference proxy when --proxy is not given) beside the direct path:
     /// throughput through one tunnel, tunnel setup rate, memory per idle tunnel; CPU and memory with --pid.
     Bench(Box<BenchArgs>),
+    /// Work with JSON reports: `diff OLD NEW` (exit 1 on a regression), `markdown REPORT` (a summary).
+    Report(ReportArgs),
     /// The embedded reference proxy in its own process (for `bench`); prints its addresses as one JSON line and
     /// runs until standard input closes.
     #[command(hide = true)]
@@ -193,6 +197,13 @@ pub struct RunArgs {
     /// Colour in terminal output.
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
+    /// Run only shard I of N (e.g. 2/4) of the scenario × transport runs, for splitting a run across CI runners;
+    /// join the shards' reports with `connect-harness report merge`.
+    #[arg(long, value_name = "I/N", value_parser = crate::shard::Shard::parse)]
+    pub shard: Option<crate::shard::Shard>,
+    /// A report of an earlier run whose durations balance the shards by time (else they are balanced by count).
+    #[arg(long, value_name = "REPORT.json", requires = "shard")]
+    pub shard_durations: Option<PathBuf>,
     /// A log file of the proxy (repeatable): the lines it gains while a scenario runs go into that scenario's
     /// result (bounded; marked approximate when --jobs > 1, since scenarios then overlap).
     #[arg(long, value_name = "FILE")]
@@ -373,6 +384,16 @@ async fn proxy_under_test(
 pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool) -> Result<u8, CliError> {
     let scenarios = select(&args.select)?;
     let deviations = load_deviations(args)?;
+    let mut shard = args.shard.clone();
+    if let (Some(sh), Some(p)) = (&mut shard, &args.shard_durations) {
+        let text = std::fs::read_to_string(p).map_err(|e| usage(format!("--shard-durations {}: {e}", p.display())))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| usage(format!("--shard-durations {}: not a JSON report: {e}", p.display())))?;
+        sh.weights = crate::shard::durations(&v);
+        if sh.weights.is_empty() {
+            return Err(usage(format!("--shard-durations {}: no results with durations", p.display())));
+        }
+    }
     // Fail before running for an unwritable report path, not after.
     for (flag, path) in [("--report", &args.report), ("--junit", &args.junit)] {
         if let Some(p) = path {
@@ -408,6 +429,10 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
     if let Some(p) = &args.junit {
         reporters.push(Box::new(JunitReporter::new(p.clone())));
     }
+    // On GitHub Actions, the job page shows this file: a summary of the run goes there.
+    if let Some(p) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        reporters.push(Box::new(crate::report::markdown::StepSummaryReporter::new(p.into())));
+    }
     let mut settings = Settings {
         step_timeout: args.timeout,
         proxy_user: args.proxy_user.clone(),
@@ -427,8 +452,16 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
         return Err(cannot_run(m.trim_end().to_string()));
     }
     settings.preflight = Some(Arc::new(pre));
-    let spec =
-        RunSpec { scenarios, endpoints, settings, jobs: args.jobs as usize, deviations, target_label: label, fail_on };
+    let spec = RunSpec {
+        scenarios,
+        endpoints,
+        settings,
+        jobs: args.jobs as usize,
+        deviations,
+        target_label: label,
+        fail_on,
+        shard,
+    };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let consumer = tokio::task::spawn_blocking(move || {
         let mut first_error = None;

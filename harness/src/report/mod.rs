@@ -1,8 +1,11 @@
 //! The run report: its types (which generate the JSON Schema) and the consumers of runner events.
 
+pub mod diff;
 pub mod findings;
 pub mod json;
 pub mod junit;
+pub mod markdown;
+pub mod merge;
 pub mod terminal;
 
 use schemars::JsonSchema;
@@ -45,6 +48,12 @@ pub struct Metadata {
     pub fail_on: Level,
     /// What the proxy answered to the preflight CONNECTs (its policy, as seen before the suite).
     pub preflight: Vec<crate::preflight::Probe>,
+    /// `I/N` when this run was one shard of N (`run --shard`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    /// The shard reports this one was merged from (`report merge`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, JsonSchema, PartialEq, Eq)]

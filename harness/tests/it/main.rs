@@ -10,6 +10,7 @@ mod fuzz;
 mod hostile;
 mod matrix;
 mod negative;
+mod reports;
 mod schema;
 mod support;
 mod verdicts;

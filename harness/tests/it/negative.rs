@@ -51,6 +51,7 @@ async fn run(scenarios: Vec<Arc<Loaded>>, faults: Vec<Fault>, auth: bool, pool: 
         deviations: Default::default(),
         target_label: "negative controls".into(),
         fail_on: Level::Must,
+        shard: None,
     };
     let results = run_quiet(spec, pool).await;
     proxy.shutdown().await;

@@ -47,6 +47,7 @@ fn spec(
         deviations: Default::default(),
         target_label: "verdicts".into(),
         fail_on: Level::Must,
+        shard: None,
     }
 }
 
