@@ -218,59 +218,15 @@ fn start_sink() -> SocketAddr {
 /// this one's: the gap between this and 1.0 is the machine's (a third busy thread on the cores the client and
 /// sink use, and the second loopback hop), not the proxy's.
 fn start_bare_relay(upstream: SocketAddr) -> SocketAddr {
-    use std::os::fd::AsRawFd;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for client in listener.incoming() {
             let Ok(client) = client else { continue };
             let Ok(server) = TcpStream::connect(upstream) else { continue };
-            let pump = |from: TcpStream, to: TcpStream| {
-                move || {
-                    let mut fds = [0; 2];
-                    // SAFETY: pipe/fcntl/splice/close on descriptors this closure owns or borrows from live streams.
-                    unsafe {
-                        if libc::pipe(fds.as_mut_ptr()) != 0 {
-                            return;
-                        }
-                        libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 1 << 20);
-                        loop {
-                            let n = libc::splice(
-                                from.as_raw_fd(),
-                                std::ptr::null_mut(),
-                                fds[1],
-                                std::ptr::null_mut(),
-                                1 << 20,
-                                libc::SPLICE_F_MOVE,
-                            );
-                            if n <= 0 {
-                                break;
-                            }
-                            let mut left = n as usize;
-                            while left > 0 {
-                                let m = libc::splice(
-                                    fds[0],
-                                    std::ptr::null_mut(),
-                                    to.as_raw_fd(),
-                                    std::ptr::null_mut(),
-                                    left,
-                                    libc::SPLICE_F_MOVE,
-                                );
-                                if m <= 0 {
-                                    break;
-                                }
-                                left -= m as usize;
-                            }
-                        }
-                        libc::close(fds[0]);
-                        libc::close(fds[1]);
-                    }
-                    let _ = to.shutdown(std::net::Shutdown::Write);
-                }
-            };
             let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            std::thread::spawn(pump(client, server));
-            std::thread::spawn(pump(s2, c2));
+            std::thread::spawn(move || reference_proxy::yardstick::splice_pump(client, server));
+            std::thread::spawn(move || reference_proxy::yardstick::splice_pump(s2, c2));
         }
     });
     addr

@@ -19,6 +19,7 @@ pub mod server;
 mod stream;
 pub mod tls;
 pub mod wire;
+pub mod yardstick;
 
 pub use config::ProxyConfig;
 pub use relay::CloseReason;

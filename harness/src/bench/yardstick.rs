@@ -4,7 +4,6 @@
 
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},
-    os::fd::AsRawFd,
     sync::atomic::{AtomicU64, AtomicUsize, Ordering},
     time::Duration,
 };
@@ -47,7 +46,7 @@ pub fn start(upstream: SocketAddr) -> std::io::Result<SocketAddr> {
             for (from, to) in [(client, server), (s2, c2)] {
                 ACTIVE.fetch_add(1, Ordering::AcqRel);
                 let spawned = std::thread::Builder::new().spawn(move || {
-                    pump(from, to);
+                    reference_proxy::yardstick::splice_pump(from, to);
                     CPU_NS.fetch_add(thread_cpu_ns(), Ordering::AcqRel);
                     ACTIVE.fetch_sub(1, Ordering::AcqRel);
                 });
@@ -58,47 +57,4 @@ pub fn start(upstream: SocketAddr) -> std::io::Result<SocketAddr> {
         }
     })?;
     Ok(addr)
-}
-
-/// Splices `from` into `to` until EOF or an error, then half-closes `to`.
-fn pump(from: TcpStream, to: TcpStream) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe/fcntl/splice/close on descriptors this function owns (the pipe) or borrows from live streams.
-    unsafe {
-        if libc::pipe(fds.as_mut_ptr()) != 0 {
-            return;
-        }
-        libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 1 << 20);
-        'outer: loop {
-            let n = libc::splice(
-                from.as_raw_fd(),
-                std::ptr::null_mut(),
-                fds[1],
-                std::ptr::null_mut(),
-                1 << 20,
-                libc::SPLICE_F_MOVE,
-            );
-            if n <= 0 {
-                break;
-            }
-            let mut left = n as usize;
-            while left > 0 {
-                let m = libc::splice(
-                    fds[0],
-                    std::ptr::null_mut(),
-                    to.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    left,
-                    libc::SPLICE_F_MOVE,
-                );
-                if m <= 0 {
-                    break 'outer;
-                }
-                left -= m as usize;
-            }
-        }
-        libc::close(fds[0]);
-        libc::close(fds[1]);
-    }
-    let _ = to.shutdown(std::net::Shutdown::Write);
 }

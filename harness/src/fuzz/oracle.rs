@@ -177,36 +177,7 @@ pub fn judge(case: &Case, f: &Facts) -> Vec<Violation> {
         // Target integrity.
         let names_echo =
             case.dest == Dest::Echo && matches!(case.target, Target::Authority(_, p) if p.names_destination());
-        if f.echo2_connections > 0 {
-            let what = if case.pipelined { "pipelined-connect-acted-on" } else { "routed-by-host" };
-            out.push(v(
-                Oracle::TargetIntegrity,
-                what,
-                Level::Must,
-                if case.pipelined { "J10" } else { "C03" },
-                TARGET,
-                format!(
-                    "the proxy answered {} and the second echo origin (named only by {}) got a connection",
-                    f.answer.summary(),
-                    if case.pipelined { "the pipelined CONNECT, which is tunnel data" } else { "the Host field" }
-                ),
-            ));
-        }
-        if case.dest == Dest::Closed || f.echo_connections == 0 {
-            let why = if case.dest == Dest::Closed {
-                "for a port where nothing listens"
-            } else {
-                "but the named origin got no connection"
-            };
-            out.push(v(
-                Oracle::TargetIntegrity,
-                "2xx-without-upstream",
-                Level::Must,
-                "F03",
-                NO_2XX,
-                format!("the proxy answered {} {why}", f.answer.summary()),
-            ));
-        } else if !names_echo {
+        if !wrong_or_no_upstream(case, f, &mut out) && !names_echo {
             // The echo origin got the tunnel although the target does not name its port correctly.
             let fact = match case.target {
                 Target::Authority(_, p) => format!("port-{p:?}").to_lowercase(),
@@ -320,20 +291,22 @@ pub fn judge(case: &Case, f: &Facts) -> Vec<Violation> {
     out
 }
 
-/// Target integrity of a tunnel opened for a seed or mutated head: judged by what the strict parser reads in the
-/// bytes. A head it refuses is left to the differential oracle (which knows the rejections the RFC requires).
-fn raw_target_integrity(case: &Case, f: &Facts, out: &mut Vec<Violation>) {
+/// After a tunnel opened: a connection at the second echo origin (named only by Host or by the pipelined
+/// CONNECT), and a 2xx with no connection at the named origin. Returns whether the latter was found (the target
+/// checks then have nothing to add).
+fn wrong_or_no_upstream(case: &Case, f: &Facts, out: &mut Vec<Violation>) -> bool {
     if f.echo2_connections > 0 {
-        // Only the pipelined request names the second echo origin.
+        let what = if case.pipelined { "pipelined-connect-acted-on" } else { "routed-by-host" };
         out.push(v(
             Oracle::TargetIntegrity,
-            "pipelined-connect-acted-on",
+            what,
             Level::Must,
-            "J10",
+            if case.pipelined { "J10" } else { "C03" },
             TARGET,
             format!(
-                "the proxy answered {} and the second echo origin (named only by the pipelined CONNECT, which is tunnel data) got a connection",
-                f.answer.summary()
+                "the proxy answered {} and the second echo origin (named only by {}) got a connection",
+                f.answer.summary(),
+                if case.pipelined { "the pipelined CONNECT, which is tunnel data" } else { "the Host field" }
             ),
         ));
     }
@@ -351,6 +324,15 @@ fn raw_target_integrity(case: &Case, f: &Facts, out: &mut Vec<Violation>) {
             NO_2XX,
             format!("the proxy answered {} {why}", f.answer.summary()),
         ));
+        return true;
+    }
+    false
+}
+
+/// Target integrity of a tunnel opened for a seed or mutated head: judged by what the strict parser reads in the
+/// bytes. A head it refuses is left to the differential oracle (which knows the rejections the RFC requires).
+fn raw_target_integrity(case: &Case, f: &Facts, out: &mut Vec<Violation>) {
+    if wrong_or_no_upstream(case, f, out) {
         return;
     }
     if f.parser.is_err() {
