@@ -94,9 +94,16 @@ fn read_from(path: &std::path::Path, start: u64) -> std::io::Result<(Vec<String>
     let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
     let start = if len < start { 0 } else { start };
-    f.seek(SeekFrom::Start(start))?;
+    // Read from one byte before the mark: when the mark fell inside a line (the proxy was writing it), the rest of
+    // that line belongs before the mark, where it was already kept as a last line without its newline.
+    let from = start.saturating_sub(1);
+    f.seek(SeekFrom::Start(from))?;
     let mut buf = Vec::new();
-    f.take(MAX_BYTES).read_to_end(&mut buf)?;
+    f.take(MAX_BYTES + 1).read_to_end(&mut buf)?;
+    if start > 0 && !buf.is_empty() {
+        let skip = if buf[0] == b'\n' { 1 } else { buf.iter().position(|&b| b == b'\n').map_or(buf.len(), |i| i + 1) };
+        buf.drain(..skip);
+    }
     let mut truncated = len - start > MAX_BYTES;
     // A last line without its newline is still being written (or was cut by MAX_BYTES): keep it anyway.
     let text = String::from_utf8_lossy(&buf);
@@ -160,6 +167,21 @@ mod tests {
         std::fs::write(&p, "fresh\n").unwrap();
         assert_eq!(logs.since(&m)[0].lines, vec!["fresh"]);
         let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn a_line_being_written_at_the_mark_stays_before_it() {
+        let p = temp("partial");
+        std::fs::write(&p, "first\nsecond-half").unwrap();
+        let logs = ProxyLogs::new(vec![p.clone()], false);
+        let m = logs.mark();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"-written\nthird\n").unwrap();
+        assert_eq!(logs.since(&m)[0].lines, vec!["third"]);
+        // A mark right after a newline keeps the next line whole.
+        let m = logs.mark();
+        f.write_all(b"fourth\n").unwrap();
+        assert_eq!(logs.since(&m)[0].lines, vec!["fourth"]);
     }
 
     #[test]
