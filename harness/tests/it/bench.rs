@@ -171,3 +171,34 @@ fn the_command_benches_the_reference_child_and_compares_reports() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--pid"), "{err}");
 }
+
+/// Found by the bench: through the TLS listener, the last records of a burst stayed in the proxy's TLS writer
+/// when the client's socket was full at the last write and the upstream then went quiet. The client here reads
+/// nothing for a while (so every buffer fills), then reads the whole burst while the origin keeps the connection
+/// open and sends nothing more: all of it must arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_tunnel_delivers_the_tail_of_a_burst() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (proxy, endpoints) = harness::cli::start_reference(reference_proxy::ProxyConfig::for_testing()).await.unwrap();
+    let origins = Origins::start("127.0.0.1".parse().unwrap(), 0).unwrap();
+    let addrs = OriginAddrs { sink: origins.sink, source: origins.source, echo: origins.echo };
+    let tls = endpoints.iter().find(|e| e.transport == Transport::Tls).unwrap().clone();
+    let route = Route::Proxy(Arc::new(ProxyPath::new(tls, None).unwrap()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut io = bench::path::open(&route, &addrs, bench::path::To::Source, deadline, false).await.unwrap();
+    const N: u64 = 48 << 20;
+    io.write_all(&N.to_be_bytes()).await.unwrap();
+    io.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0u64;
+    while got < N {
+        match tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => panic!("the tunnel ended after {got} of {N} bytes"),
+            Ok(Ok(n)) => got += n as u64,
+            Err(_) => panic!("no byte for 5 s after {got} of {N} bytes: the proxy kept the tail"),
+        }
+    }
+    drop(io);
+    proxy.shutdown().await;
+}

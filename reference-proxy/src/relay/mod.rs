@@ -260,7 +260,11 @@ where
         } else {
             chunk
         };
+        // Flushed at once: a TLS writer keeps the records it could not send (the client's socket was full) until
+        // flushed, and the upstream may send nothing more for a long time, so without it the tail of a burst would
+        // wait for the next one (found by `connect-harness bench`: a TLS download stalled 75 KB short).
         w.write_all(chunk.data()).await.map_err(|error| DirError { side: write_side, error })?;
+        w.flush().await.map_err(|error| DirError { side: write_side, error })?;
         traffic.count(dir, chunk.data().len());
     }
     // EOF: `held` (the upstream's last chunk) is dropped here under the fault.
