@@ -4,7 +4,8 @@ use crate::{judge::Verdict, report::ScenarioResult, scenario::Level};
 
 /// No failure at the `--fail-on` level.
 pub const OK: u8 = 0;
-/// At least one failure at the `--fail-on` level (expected deviations excluded).
+/// At least one failure at the `--fail-on` level (expected deviations excluded), or the `--expect` file is not true
+/// of the proxy any more (an unexpected pass, a stale entry).
 pub const FAILURES: u8 = 1;
 /// Bad usage or a bad scenario / expectation file.
 pub const USAGE: u8 = 2;
@@ -15,11 +16,14 @@ pub const CANNOT_RUN: u8 = 3;
 /// so a green result would claim what was never checked.
 pub const NOTHING_JUDGED: u8 = 4;
 
-/// The exit code for a finished run.
-pub fn for_results(results: &[ScenarioResult], fail_on: Level) -> u8 {
+/// The exit code for a finished run; `stale` is how many `--expect` entries went stale.
+pub fn for_results(results: &[ScenarioResult], fail_on: Level, stale: usize) -> u8 {
     if results.iter().any(|r| r.verdict == Verdict::Error) {
         CANNOT_RUN
-    } else if results.iter().any(|r| r.counts_as_failure(fail_on)) {
+    } else if results.iter().any(|r| r.counts_as_failure(fail_on))
+        || stale > 0
+        || results.iter().any(|r| r.deviation.as_ref().is_some_and(|d| d.unexpected_pass))
+    {
         FAILURES
     } else if !results
         .iter()

@@ -1,5 +1,6 @@
-//! Known deviations of a given proxy (`--expect FILE`): an expected failure does not fail the run, and an
-//! unexpected pass is reported.
+//! Known deviations of a given proxy (`--expect FILE`): an expected failure does not fail the run; an
+//! unexpected pass and a stale entry do, so the file stays true of the proxy (this is the check CI runs on the
+//! interop proxies).
 //!
 //! ```toml
 //! [[deviation]]
@@ -9,7 +10,8 @@
 //! ```
 
 use globset::{Glob, GlobMatcher};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     judge::Verdict,
@@ -34,6 +36,7 @@ struct Entry {
 }
 
 struct Rule {
+    pattern: String,
     matcher: GlobMatcher,
     reason: String,
     transport: Option<Transport>,
@@ -54,12 +57,11 @@ impl Deviations {
         for d in f.deviation {
             let matcher =
                 Glob::new(&d.id).map_err(|e| format!("{name}: deviation id {:?}: {e}", d.id))?.compile_matcher();
-            rules.push(Rule { matcher, reason: d.reason, transport: d.transport });
+            rules.push(Rule { pattern: d.id, matcher, reason: d.reason, transport: d.transport });
         }
         Ok(Self(rules))
     }
 
-    /// Marks the result when a deviation lists it.
     /// The reason of the first entry matching this id on this transport (used for fuzz findings).
     pub fn reason_for(&self, id: &str, transport: Transport) -> Option<&str> {
         self.0
@@ -68,6 +70,7 @@ impl Deviations {
             .map(|d| d.reason.as_str())
     }
 
+    /// Marks the result when a deviation lists it.
     pub fn apply(&self, r: &mut ScenarioResult) {
         let Some(rule) =
             self.0.iter().find(|d| d.matcher.is_match(&r.id) && d.transport.is_none_or(|t| t == r.transport))
@@ -81,5 +84,49 @@ impl Deviations {
             Verdict::Pass => Some(DeviationMatch { reason: rule.reason.clone(), unexpected_pass: true }),
             _ => None,
         };
+    }
+
+    /// Entries that no longer describe the proxy: every result they list that ran (not skipped) is now neither a
+    /// failure, a warning nor a pass (only observed, inconclusive, setup or error), so the entry says nothing.
+    /// An entry that listed no result of this run (another transport, another shard) is not stale.
+    pub fn stale(&self, results: &[ScenarioResult]) -> Vec<Stale> {
+        let mut out = Vec::new();
+        for rule in &self.0 {
+            let ran: Vec<Verdict> = results
+                .iter()
+                .filter(|r| rule.matcher.is_match(&r.id) && rule.transport.is_none_or(|t| t == r.transport))
+                .map(|r| r.verdict)
+                .filter(|v| *v != Verdict::Skip)
+                .collect();
+            if !ran.is_empty() && !ran.iter().any(|v| matches!(v, Verdict::Fail | Verdict::Warn | Verdict::Pass)) {
+                let mut now = ran;
+                now.sort();
+                now.dedup();
+                out.push(Stale { id: rule.pattern.clone(), transport: rule.transport, now });
+            }
+        }
+        out
+    }
+}
+
+/// An `--expect` entry whose results are no longer failures, warnings or passes.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Stale {
+    /// The entry's `id` glob.
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
+    /// The verdicts its results have now.
+    pub now: Vec<Verdict>,
+}
+
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let now: Vec<&str> = self.now.iter().map(|v| v.as_str()).collect();
+        write!(f, "{}", self.id)?;
+        if let Some(t) = self.transport {
+            write!(f, " [{}]", t.as_str())?;
+        }
+        write!(f, " lists results that are now only {}", now.join(", "))
     }
 }

@@ -23,9 +23,18 @@ use crate::{
 /// What reporters receive, in order: `Started`, then one `Finished` per item, then `Done`.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Started { total: usize, metadata: Box<Metadata> },
+    Started {
+        total: usize,
+        metadata: Box<Metadata>,
+    },
     Finished(Box<ScenarioResult>),
-    Done { metadata: Box<Metadata>, summary: Summary, findings: Vec<crate::report::findings::Finding> },
+    Done {
+        metadata: Box<Metadata>,
+        summary: Summary,
+        findings: Vec<crate::report::findings::Finding>,
+        /// `--expect` entries that no longer describe the proxy.
+        stale: Vec<crate::expect::Stale>,
+    },
 }
 
 /// Everything a run needs.
@@ -224,7 +233,7 @@ fn judge_owner(owner: &mut ScenarioResult, others: &[ScenarioResult]) {
 }
 
 /// Runs every item; returns results sorted by id then transport. Events go to `tx` as items finish.
-pub async fn run(spec: RunSpec, pool: Arc<Pool>, tx: mpsc::UnboundedSender<Event>) -> (Vec<ScenarioResult>, Metadata) {
+pub async fn run(spec: RunSpec, pool: Arc<Pool>, tx: mpsc::UnboundedSender<Event>) -> Outcome {
     let mut spec = spec;
     let started_at = SystemTime::now();
     let t0 = Instant::now();
@@ -293,15 +302,24 @@ pub async fn run(spec: RunSpec, pool: Arc<Pool>, tx: mpsc::UnboundedSender<Event
     metadata.duration_ms = t0.elapsed().as_millis() as u64;
     let summary = Summary::from_results(&results);
     let findings = crate::report::findings::unresponsive(&results);
-    let _ = tx.send(Event::Done { metadata: Box::new(metadata.clone()), summary, findings });
-    (results, metadata)
+    let stale = spec.deviations.stale(&results);
+    let _ = tx.send(Event::Done { metadata: Box::new(metadata.clone()), summary, findings, stale: stale.clone() });
+    Outcome { results, metadata, stale }
+}
+
+/// What a run ended with (besides the events).
+pub struct Outcome {
+    /// Sorted by id, then transport.
+    pub results: Vec<ScenarioResult>,
+    pub metadata: Metadata,
+    pub stale: Vec<crate::expect::Stale>,
 }
 
 /// Runs without reporters (for tests and library users): the results, sorted by id then transport.
 pub async fn run_quiet(spec: RunSpec, pool: Arc<Pool>) -> Vec<ScenarioResult> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let (results, _) = run(spec, pool, tx).await;
+    let results = run(spec, pool, tx).await.results;
     let _ = drain.await;
     results
 }

@@ -161,10 +161,18 @@ pub struct RunArgs {
     /// Write a JUnit XML report here.
     #[arg(long, value_name = "FILE.xml")]
     pub junit: Option<PathBuf>,
-    /// Which results keep their wire transcript in the --report file: `all`, or `failures` (drop them from plain
-    /// passes and skips, which keeps committed reports small).
+    /// Write a self-contained HTML page of the run here (the same as `report html` on the --report file).
+    #[arg(long, value_name = "FILE.html")]
+    pub html: Option<PathBuf>,
+    /// Which results keep their wire transcript and proxy-log lines in the --report and --html files: `all`,
+    /// `failures` (only fail, warn, error, setup and results the --expect file lists) or `none`.
     #[arg(long, value_enum, default_value_t = Transcripts::All)]
     pub transcripts: Transcripts,
+    /// Write the --report compactly: one result per line, results that need no reading reduced to their verdict
+    /// (the scenario texts are in the catalog of this version), no rows for transports that did not run, at most
+    /// 20 proxy-log lines per result. With --transcripts failures, about 6x smaller.
+    #[arg(long, requires = "report")]
+    pub compact: bool,
     /// Which verdicts fail the run: `must` (fail only) or `should` (fail and warn).
     #[arg(long, value_enum, default_value_t = FailOn::Must)]
     pub fail_on: FailOn,
@@ -395,7 +403,7 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
         }
     }
     // Fail before running for an unwritable report path, not after.
-    for (flag, path) in [("--report", &args.report), ("--junit", &args.junit)] {
+    for (flag, path) in [("--report", &args.report), ("--junit", &args.junit), ("--html", &args.html)] {
         if let Some(p) = path {
             std::fs::write(p, b"").map_err(|e| usage(format!("{flag} {}: {e}", p.display())))?;
         }
@@ -424,10 +432,13 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
     let mut reporters: Vec<Box<dyn Reporter>> =
         vec![Box::new(TerminalReporter::new(out, color, stdout_is_tty, fail_on))];
     if let Some(p) = &args.report {
-        reporters.push(Box::new(JsonReporter::new(p.clone(), args.transcripts)));
+        reporters.push(Box::new(JsonReporter::new(p.clone(), args.transcripts, args.compact)));
     }
     if let Some(p) = &args.junit {
         reporters.push(Box::new(JunitReporter::new(p.clone())));
+    }
+    if let Some(p) = &args.html {
+        reporters.push(Box::new(crate::report::html::HtmlReporter::new(p.clone(), args.transcripts)));
     }
     // On GitHub Actions, the job page shows this file: a summary of the run goes there.
     if let Some(p) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
@@ -476,13 +487,13 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
         }
         first_error
     });
-    let (results, _) = runner::run(spec, Arc::new(pool), tx).await;
+    let outcome = runner::run(spec, Arc::new(pool), tx).await;
     let write_error = consumer.await.map_err(|e| cannot_run(format!("reporter failed: {e}")))?;
     put.shutdown().await;
     if let Some(e) = write_error {
         return Err(cannot_run(format!("writing a report failed: {e}")));
     }
-    Ok(exit::for_results(&results, fail_on))
+    Ok(exit::for_results(&outcome.results, fail_on, outcome.stale.len()))
 }
 
 /// `connect-harness matrix`: the matrix on `out`, or with `--check FILE` whether FILE is up to date.

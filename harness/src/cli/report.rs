@@ -1,4 +1,4 @@
-//! `connect-harness report …`: working with JSON reports after a run (diff, a Markdown summary).
+//! `connect-harness report …`: working with JSON reports after a run (diff, Markdown, HTML, merge).
 
 use std::{io::Write, path::PathBuf};
 
@@ -21,6 +21,9 @@ pub enum ReportCommand {
     Diff(DiffArgs),
     /// A short Markdown summary of a report (counts, failures with their requirement), for a pull request.
     Markdown(MarkdownArgs),
+    /// One self-contained HTML page of one or more reports (several side by side make an interop matrix):
+    /// counts, the TLS × SNI × Host × target grid, results by RFC section with filters, each result's evidence.
+    Html(HtmlArgs),
     /// Join the reports of a sharded run (`run --shard I/N`) into one, as an unsharded run would have written.
     Merge(MergeArgs),
 }
@@ -31,6 +34,16 @@ pub struct MergeArgs {
     pub reports: Vec<PathBuf>,
     /// Where to write the merged report.
     #[arg(short = 'o', long, value_name = "FILE.json")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct HtmlArgs {
+    /// Reports to show, in this order; a column is labelled with the file name without `.json`.
+    #[arg(value_name = "REPORT.json", required = true)]
+    pub reports: Vec<PathBuf>,
+    /// Where to write the page.
+    #[arg(short = 'o', long, value_name = "FILE.html")]
     pub output: PathBuf,
 }
 
@@ -63,6 +76,12 @@ fn read(path: &PathBuf) -> Result<Value, CliError> {
     serde_json::from_str(&text).map_err(|e| usage(format!("{}: not JSON: {e}", path.display())))
 }
 
+/// A report's column label: its file name without `.json`.
+fn label_of(p: &std::path::Path) -> String {
+    let name = p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string());
+    name.strip_suffix(".json").map(str::to_string).unwrap_or(name)
+}
+
 /// `connect-harness report …`.
 pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<u8, CliError> {
     let write = |out: &mut dyn Write, s: &str| {
@@ -90,6 +109,16 @@ pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<u8, CliError> {
             let merged = crate::report::merge::merge(&reports).map_err(usage)?;
             let text = serde_json::to_string_pretty(&merged).expect("JSON serializes") + "\n";
             std::fs::write(&a.output, text).map_err(|e| cannot_run(format!("-o {}: {e}", a.output.display())))?;
+            Ok(exit::OK)
+        }
+        ReportCommand::Html(a) => {
+            let inputs = a
+                .reports
+                .iter()
+                .map(|p| Ok(crate::report::html::Input { label: label_of(p), report: read(p)? }))
+                .collect::<Result<Vec<_>, CliError>>()?;
+            let page = crate::report::html::render(&inputs).map_err(usage)?;
+            std::fs::write(&a.output, page).map_err(|e| cannot_run(format!("-o {}: {e}", a.output.display())))?;
             Ok(exit::OK)
         }
         ReportCommand::Markdown(a) => {

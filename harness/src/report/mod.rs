@@ -2,8 +2,10 @@
 
 pub mod diff;
 pub mod findings;
+pub mod html;
 pub mod json;
 pub mod junit;
+pub mod load;
 pub mod markdown;
 pub mod merge;
 pub mod terminal;
@@ -20,7 +22,7 @@ use crate::{
 };
 
 /// Bumped on any incompatible change to the report format.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The JSON report written by `--report`.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -30,6 +32,10 @@ pub struct Report {
     pub summary: Summary,
     /// What the run found beyond single scenarios: moments when the proxy stopped answering.
     pub findings: Vec<findings::Finding>,
+    /// `--expect` entries that no longer describe the proxy (their results are now only observed, inconclusive,
+    /// setup or error); they fail the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stale_expectations: Vec<crate::expect::Stale>,
     /// One per scenario and transport, sorted by id then transport.
     pub results: Vec<ScenarioResult>,
 }
@@ -112,11 +118,16 @@ pub struct DeviationMatch {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ScenarioResult {
     pub id: String,
+    /// The scenario's texts (title, requirement, section, source, catalog) are left out of results that need no
+    /// reading in a `--compact` report: the scenario catalog of the harness version has them.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub title: String,
     pub level: Level,
     /// The requirement, quoted from the RFC.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub requirement: String,
     /// RFC and section, e.g. "RFC 9110 §9.3.6".
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub section: String,
     pub transport: Transport,
     pub verdict: Verdict,
@@ -124,12 +135,15 @@ pub struct ScenarioResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The outcomes the scenario accepts, per `expect` step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub acceptable: Vec<String>,
     /// What the last response read looked like.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed: Option<Observed>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepReport>,
     /// Connections the origins accepted during this scenario.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub origins: Vec<OriginConnection>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<ProxyTls>,
@@ -144,6 +158,7 @@ pub struct ScenarioResult {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub proxy_log: Vec<crate::proxy_log::LogExcerpt>,
     /// Where the scenario is defined.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub source: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub catalog: Vec<String>,

@@ -109,11 +109,13 @@ impl Reporter for TerminalReporter {
                     pb.set_message(r.id.clone());
                 }
                 let expected = r.deviation.as_ref().is_some_and(|d| !d.unexpected_pass);
-                if matches!(r.verdict, Verdict::Fail | Verdict::Warn | Verdict::Error) && !expected {
+                let unexpected_pass = r.deviation.as_ref().is_some_and(|d| d.unexpected_pass);
+                if (matches!(r.verdict, Verdict::Fail | Verdict::Warn | Verdict::Error) && !expected) || unexpected_pass
+                {
                     self.problems.push((**r).clone());
                 }
             }
-            Event::Done { metadata, summary, findings } => {
+            Event::Done { metadata, summary, findings, stale } => {
                 if let Some(pb) = self.progress.take() {
                     pb.finish_and_clear();
                 }
@@ -121,11 +123,22 @@ impl Reporter for TerminalReporter {
                 problems.sort_by(|a, b| (&a.id, a.transport).cmp(&(&b.id, b.transport)));
                 let mut text = String::new();
                 for r in &problems {
-                    text.push_str(&render_problem(r, &self.verdict_label(r.verdict)));
+                    let label = if r.deviation.as_ref().is_some_and(|d| d.unexpected_pass) {
+                        self.paint("1;31", "UNEXPECTED PASS")
+                    } else {
+                        self.verdict_label(r.verdict)
+                    };
+                    text.push_str(&render_problem(r, &label));
                 }
                 let s = summary;
                 for f in findings {
                     text.push_str(&format!("\n{} {}\n", self.paint("1;35", "FINDING"), f.describe()));
+                }
+                for st in stale {
+                    text.push_str(&format!(
+                        "\n{} {st}: remove or narrow it in the --expect file\n",
+                        self.paint("1;31", "STALE EXPECTATION")
+                    ));
                 }
                 text.push_str(&format!(
                     "------------\n{} [{:>7.3}s] {} runs: {} passed, {} failed, {} warned, {} observed, {} inconclusive, \
@@ -168,7 +181,7 @@ impl Reporter for TerminalReporter {
     }
 }
 
-/// The detailed block for a failed, warned or errored scenario.
+/// The detailed block for a failed, warned or errored scenario, or an unexpected pass.
 pub fn render_problem(r: &ScenarioResult, label: &str) -> String {
     let mut t = format!("\n{label} {} {}\n", r.transport.as_str(), r.id);
     t.push_str(&format!("  {}\n", r.title));
@@ -186,6 +199,9 @@ pub fn render_problem(r: &ScenarioResult, label: &str) -> String {
         r.origins.iter().map(|o| format!("{} ({} bytes in)", o.origin.as_str(), o.bytes_in)).collect();
     if !dialled.is_empty() {
         t.push_str(&format!("  origins:    {}\n", dialled.join(", ")));
+    }
+    if let Some(d) = &r.deviation {
+        t.push_str(&format!("  --expect:   {}\n", d.reason));
     }
     t.push_str(&format!("  defined at: {}\n", r.source));
     t

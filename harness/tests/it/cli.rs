@@ -95,11 +95,46 @@ async fn expected_deviation_does_not_fail_the_run() {
     let file = file.display().to_string();
     args.extend_from_slice(&["--expect", &file, "--report", &report]);
     let (code, out) = support::run(&args).await;
-    assert_eq!(code, exit::OK, "{out}");
+    // The expected failure does not fail the run; the unexpected pass does (the file is no longer true).
+    assert_eq!(code, exit::FAILURES, "{out}");
     assert!(out.contains("(expected)") && out.contains("(unexpected pass)"), "{out}");
+    assert!(out.contains("UNEXPECTED PASS plain rfc9110/9.3.6/tunnel-basic"), "{out}");
+    assert!(out.contains("--expect:   thought broken"), "{out}");
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["summary"]["expected_failures"], 1);
     assert_eq!(r["summary"]["unexpected_passes"], 1);
+
+    // Only the true entry: the run passes.
+    let only_true = dir.file(
+        "true.toml",
+        "[[deviation]]\nid = \"rfc9110/9.3.6/no-content-length-*\"\nreason = \"sends Content-Length: 0\"\n",
+    );
+    let only_true = only_true.display().to_string();
+    let mut a = vec!["--proxy", url.as_str()];
+    a.extend_from_slice(&only);
+    a.extend_from_slice(&["--expect", &only_true]);
+    let (code, out) = support::run(&a).await;
+    assert_eq!(code, exit::OK, "{out}");
+
+    // An entry whose results are now only observed (an observed-level scenario) is stale: it fails the run and
+    // is named in the report.
+    let observed = "rfc9112/9.6/connection-close-on-success";
+    let stale = dir.file(
+        "stale.toml",
+        &format!(
+            "[[deviation]]\nid = \"{observed}\"\nreason = \"was a failure once\"\n\n\
+             [[deviation]]\nid = \"rfc9110/9.3.6/no-content-length-*\"\nreason = \"sends Content-Length: 0\"\n"
+        ),
+    );
+    let stale = stale.display().to_string();
+    let mut a = vec!["--proxy", url.as_str(), "--only", observed, "--expect", &stale, "--report", &report];
+    a.extend_from_slice(&only);
+    let (code, out) = support::run(&a).await;
+    assert_eq!(code, exit::FAILURES, "{out}");
+    assert!(out.contains(&format!("STALE EXPECTATION {observed} lists results that are now only observed")), "{out}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["stale_expectations"][0]["id"], observed, "{r}");
+    assert_eq!(r["stale_expectations"].as_array().unwrap().len(), 1, "{r}");
 
     let bad = dir.file("bad.toml", "[[deviation]]\nid = \"x\"\n");
     let bad = bad.display().to_string();

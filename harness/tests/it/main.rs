@@ -8,6 +8,7 @@ mod embedded;
 mod external;
 mod fuzz;
 mod hostile;
+mod html;
 mod matrix;
 mod negative;
 mod reports;

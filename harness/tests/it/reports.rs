@@ -162,3 +162,58 @@ fn the_commands_and_the_step_summary() {
     assert_eq!(code, 2, "overlapping reports are no shards: {err}");
     assert!(err.contains("not shards of one run"), "{err}");
 }
+
+/// `--compact` and `--transcripts`: the compact report keeps what a failure needs and little else, one result per
+/// line; `none` keeps no transcript; `report html` fills the texts a compact report leaves out from the catalog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_reports_keep_what_a_failure_needs() {
+    let dir = TempDir::new("compact");
+    let (full, compact, none) = (dir.path("full.json"), dir.path("compact.json"), dir.path("none.json"));
+    // A proxy whose 2xx carries Content-Length: failures, with transcripts worth keeping.
+    let p = support::TestProxy::start(|s| support::simple_connect(s, "Content-Length: 0\r\n", false)).await;
+    let url = p.url();
+    let base = ["--proxy", url.as_str(), "--only", "rfc9110/9.3.6/*", "--report"];
+    let (code, out) = support::run(&[&base[..], &[&full]].concat()).await;
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = support::run(&[&base[..], &[&compact, "--compact", "--transcripts", "failures"]].concat()).await;
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = support::run(&[&base[..], &[&none, "--transcripts", "none"]].concat()).await;
+    assert_eq!(code, 1, "{out}");
+
+    let text = std::fs::read_to_string(&compact).unwrap();
+    let c: Value = serde_json::from_str(&text).unwrap();
+    let results = c["results"].as_array().unwrap();
+    assert_eq!(text.lines().count(), results.len() + 2, "one result per line");
+    assert!(results.iter().all(|r| r["transport"] == "plain"), "only the transport that ran");
+    assert_eq!(c["summary"]["total"], results.len());
+    let failed: Vec<&Value> = results.iter().filter(|r| r["verdict"] == "fail").collect();
+    assert!(!failed.is_empty());
+    for r in &failed {
+        for field in ["requirement", "section", "reason", "acceptable", "steps", "transcript", "observed", "source"] {
+            assert!(r.get(field).is_some(), "a failure keeps its {field}: {r}");
+        }
+    }
+    let passed = results.iter().find(|r| r["verdict"] == "pass").unwrap();
+    for field in ["requirement", "steps", "transcript", "observed"] {
+        assert!(passed.get(field).is_none(), "a pass drops its {field}: {passed}");
+    }
+    assert!(passed.get("duration_ms").is_some() && passed.get("level").is_some());
+    let full_size = std::fs::metadata(&full).unwrap().len();
+    assert!((text.len() as u64) * 3 < full_size, "compact {} bytes, full {full_size}", text.len());
+
+    let n: Value = serde_json::from_str(&std::fs::read_to_string(&none).unwrap()).unwrap();
+    assert!(n["results"].as_array().unwrap().iter().all(|r| r.get("transcript").is_none()));
+
+    // The page of the compact report has the pass's requirement again, from the catalog.
+    let page = dir.path("c.html");
+    let (code, _, err) = bin(&["report", "html", &compact, "-o", &page]);
+    assert_eq!(code, 0, "{err}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    let requirement =
+        read(&full)["results"].as_array().unwrap().iter().find(|r| r["id"] == passed["id"]).unwrap()["requirement"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let snippet: String = requirement.chars().take(40).collect::<String>().replace('<', "\\u003c");
+    assert!(html.contains(&snippet), "{snippet}");
+}

@@ -165,7 +165,7 @@ async fn stalled_handshakes_are_setup_failures_owned_by_one_scenario() {
         }
         findings
     });
-    let (results, _) = harness::runner::run(spec, Arc::new(Pool::new(None).await.unwrap()), tx).await;
+    let results = harness::runner::run(spec, Arc::new(Pool::new(None).await.unwrap()), tx).await.results;
     let findings = collect.await.unwrap();
     proxy.shutdown().await;
     let setup: Vec<&ScenarioResult> = results.iter().filter(|r| r.verdict == Verdict::Setup).collect();

@@ -1,0 +1,45 @@
+//! Reading JSON reports back (for `matrix`, `report diff|markdown|html`): as plain JSON rather than the typed
+//! [`super::Report`], so reports of older harness versions still load. The helpers here are the one place that
+//! knows which results of a report count and what a known deviation looks like.
+
+use serde_json::Value;
+
+/// The transports a report ran (`metadata.transports`).
+pub fn own_transports(report: &Value) -> Vec<&str> {
+    report["metadata"]["transports"].as_array().into_iter().flatten().filter_map(Value::as_str).collect()
+}
+
+/// The results of a report's own transports: the harness also lists the other transport's scenarios as skipped,
+/// and those say nothing about the proxy. A report without a transport list keeps every result.
+pub fn own_results(report: &Value) -> Result<Vec<&Value>, String> {
+    let own = own_transports(report);
+    let results = report["results"].as_array().ok_or("not a connect-harness JSON report (no results)")?;
+    Ok(results.iter().filter(|r| own.is_empty() || own.contains(&r["transport"].as_str().unwrap_or(""))).collect())
+}
+
+/// The result's verdict (`?` when missing).
+pub fn verdict(r: &Value) -> &str {
+    r["verdict"].as_str().unwrap_or("?")
+}
+
+/// Whether the result matched an `--expect` entry as a known deviation (not an unexpected pass).
+pub fn is_known_deviation(r: &Value) -> bool {
+    r.get("deviation").is_some_and(|d| d.is_object() && !d["unexpected_pass"].as_bool().unwrap_or(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn only_own_transports_count() {
+        let r = json!({"metadata": {"transports": ["tls"]}, "results": [
+            {"id": "a", "transport": "plain", "verdict": "skip"},
+            {"id": "a", "transport": "tls", "verdict": "fail", "deviation": {"reason": "x", "unexpected_pass": false}},
+        ]});
+        let own = super::own_results(&r).unwrap();
+        assert_eq!(own.len(), 1);
+        assert!(super::is_known_deviation(own[0]));
+        assert!(super::own_results(&json!({"metadata": {}})).is_err());
+    }
+}
