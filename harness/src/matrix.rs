@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::Value;
 
-const ORDER: [&str; 8] = ["pass", "fail", "warn", "observed", "inconclusive", "setup", "skip", "error"];
+use crate::report::load::{VERDICT_ORDER as ORDER, verdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MatrixError {
@@ -55,16 +55,13 @@ fn load(path: &Path) -> Result<Column, MatrixError> {
     let (proxy, version, transport) = split_name(path).ok_or_else(|| MatrixError::Name(path.into()))?;
     let text = std::fs::read_to_string(path).map_err(|e| MatrixError::Read(path.into(), e))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| MatrixError::Parse(path.into(), e.to_string()))?;
-    let own: Vec<&str> =
-        v["metadata"]["transports"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    let results = v["results"].as_array().ok_or_else(|| MatrixError::Parse(path.into(), "no results".into()))?;
-    let results = results.iter().filter(|r| own.contains(&r["transport"].as_str().unwrap_or(""))).cloned().collect();
+    let results = crate::report::load::own_results(&v)
+        .map_err(|e| MatrixError::Parse(path.into(), e))?
+        .into_iter()
+        .cloned()
+        .collect();
     let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default().to_string();
     Ok(Column { proxy, version, transport, file, results })
-}
-
-fn verdict(r: &Value) -> &str {
-    r["verdict"].as_str().unwrap_or("?")
 }
 
 /// The deviation of a result: (reason, unexpected pass).

@@ -139,23 +139,14 @@ fn rank(verdict: &str) -> u8 {
 
 /// The results of a report's own transports, by (id, transport).
 pub fn entries(report: &Value) -> Result<BTreeMap<(String, String), Entry>, String> {
-    let own: Vec<&str> =
-        report["metadata"]["transports"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    let results = report["results"].as_array().ok_or("not a connect-harness JSON report (no results)")?;
     let mut out = BTreeMap::new();
-    for r in results {
-        let t = r["transport"].as_str().unwrap_or("");
-        if !own.is_empty() && !own.contains(&t) {
-            continue;
-        }
-        let known =
-            r.get("deviation").is_some_and(|d| d.is_object() && !d["unexpected_pass"].as_bool().unwrap_or(false));
+    for r in super::load::own_results(report)? {
         out.insert(
-            (r["id"].as_str().unwrap_or("?").to_string(), t.to_string()),
+            (r["id"].as_str().unwrap_or("?").to_string(), r["transport"].as_str().unwrap_or("").to_string()),
             Entry {
-                verdict: r["verdict"].as_str().unwrap_or("?").to_string(),
+                verdict: super::load::verdict(r).to_string(),
                 level: r["level"].as_str().unwrap_or("?").to_string(),
-                known,
+                known: super::load::is_known_deviation(r),
                 reason: r["reason"].as_str().map(str::to_string),
             },
         );

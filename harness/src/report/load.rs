@@ -4,6 +4,9 @@
 
 use serde_json::Value;
 
+/// Verdicts in the order reports list their counts.
+pub const VERDICT_ORDER: [&str; 8] = ["pass", "fail", "warn", "observed", "inconclusive", "setup", "skip", "error"];
+
 /// The transports a report ran (`metadata.transports`).
 pub fn own_transports(report: &Value) -> Vec<&str> {
     report["metadata"]["transports"].as_array().into_iter().flatten().filter_map(Value::as_str).collect()

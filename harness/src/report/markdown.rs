@@ -9,7 +9,7 @@ use serde_json::Value;
 /// At most this many failures are listed (the rest are counted).
 const MAX_LISTED: usize = 50;
 
-const ORDER: [&str; 8] = ["pass", "fail", "warn", "observed", "inconclusive", "setup", "skip", "error"];
+use super::load::VERDICT_ORDER as ORDER;
 
 /// Text made safe for a Markdown table cell: no line breaks, pipes escaped, HTML characters as entities (the
 /// text may come from the proxy).
@@ -32,18 +32,10 @@ pub fn cell(s: &str) -> String {
 
 /// The summary of one report.
 pub fn summary(report: &Value) -> Result<String, String> {
-    let own: Vec<&str> =
-        report["metadata"]["transports"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    let results: Vec<&Value> = report["results"]
-        .as_array()
-        .ok_or("not a connect-harness JSON report (no results)")?
-        .iter()
-        .filter(|r| own.is_empty() || own.contains(&r["transport"].as_str().unwrap_or("")))
-        .collect();
-    let verdict = |r: &Value| r["verdict"].as_str().unwrap_or("?").to_string();
-    let known = |r: &Value| {
-        r.get("deviation").is_some_and(|d| d.is_object() && !d["unexpected_pass"].as_bool().unwrap_or(false))
-    };
+    let own = super::load::own_transports(report);
+    let results = super::load::own_results(report)?;
+    let verdict = |r: &Value| super::load::verdict(r).to_string();
+    let known = |r: &Value| super::load::is_known_deviation(r);
     let mut s = String::new();
     let _ = writeln!(
         s,
