@@ -86,9 +86,10 @@ impl Deviations {
         };
     }
 
-    /// Entries that no longer describe the proxy: every result they list that ran (not skipped) is now neither a
-    /// failure, a warning nor a pass (only observed, inconclusive, setup or error), so the entry says nothing.
-    /// An entry that listed no result of this run (another transport, another shard) is not stale.
+    /// Entries that no longer describe the proxy: the results they list are now observed (recorded, not judged)
+    /// and none is a failure, a warning or a pass. An entry that listed no result of this run (another
+    /// transport), or only inconclusive, setup or error ones, is not stale. The runner does not call this for
+    /// one shard of a run, which sees only part of an entry's results.
     pub fn stale(&self, results: &[ScenarioResult]) -> Vec<Stale> {
         let mut out = Vec::new();
         for rule in &self.0 {
@@ -98,7 +99,11 @@ impl Deviations {
                 .map(|r| r.verdict)
                 .filter(|v| *v != Verdict::Skip)
                 .collect();
-            if !ran.is_empty() && !ran.iter().any(|v| matches!(v, Verdict::Fail | Verdict::Warn | Verdict::Pass)) {
+            // Only `observed` proves the entry wrong: a result that is inconclusive, a setup failure or an error
+            // this time says nothing about the deviation (and is reported on its own).
+            if ran.contains(&Verdict::Observed)
+                && !ran.iter().any(|v| matches!(v, Verdict::Fail | Verdict::Warn | Verdict::Pass))
+            {
                 let mut now = ran;
                 now.sort();
                 now.dedup();

@@ -302,7 +302,8 @@ pub async fn run(spec: RunSpec, pool: Arc<Pool>, tx: mpsc::UnboundedSender<Event
     metadata.duration_ms = t0.elapsed().as_millis() as u64;
     let summary = Summary::from_results(&results);
     let findings = crate::report::findings::unresponsive(&results);
-    let stale = spec.deviations.stale(&results);
+    // One shard sees only part of an entry's results: staleness is a question for the whole run.
+    let stale = if spec.shard.is_some() { Vec::new() } else { spec.deviations.stale(&results) };
     let _ = tx.send(Event::Done { metadata: Box::new(metadata.clone()), summary, findings, stale: stale.clone() });
     Outcome { results, metadata, stale }
 }

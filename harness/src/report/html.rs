@@ -45,6 +45,7 @@ pub fn render(inputs: &[Input]) -> Result<String, String> {
             "duration_ms": m["duration_ms"],
             "harness_version": m["harness_version"],
             "findings": i.report["findings"],
+            "stale_expectations": i.report["stale_expectations"],
             "results": results,
         }));
     }

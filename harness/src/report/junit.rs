@@ -41,7 +41,18 @@ pub fn to_xml(results: &[ScenarioResult], duration: Duration) -> Result<String, 
                 )
             };
             let expected = r.deviation.as_ref().is_some_and(|d| !d.unexpected_pass);
+            let unexpected_pass = r.deviation.as_ref().filter(|d| d.unexpected_pass);
             let status = match r.verdict {
+                // A listed deviation that passed fails the run (the expectations file is out of date).
+                Verdict::Pass if unexpected_pass.is_some() => {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    s.set_message(format!(
+                        "unexpected pass: the --expect file lists it ({})",
+                        unexpected_pass.map(|d| d.reason.as_str()).unwrap_or("")
+                    ));
+                    s.set_type("unexpected-pass");
+                    s
+                }
                 Verdict::Pass | Verdict::Observed => TestCaseStatus::success(),
                 Verdict::Warn | Verdict::Fail if expected => {
                     let mut s = TestCaseStatus::skipped();

@@ -48,19 +48,34 @@ pub fn summary(report: &Value) -> Result<String, String> {
     let counts: Vec<String> =
         ORDER.iter().map(|v| results.iter().filter(|r| verdict(r) == *v).count().to_string()).collect();
     let _ = writeln!(s, "| {} | {} |\n", counts.join(" | "), results.iter().filter(|r| known(r)).count());
-    let bad: Vec<&&Value> =
-        results.iter().filter(|r| matches!(verdict(r).as_str(), "fail" | "warn" | "error") && !known(r)).collect();
+    let unexpected_pass = |r: &Value| r["deviation"]["unexpected_pass"].as_bool().unwrap_or(false);
+    let bad: Vec<&&Value> = results
+        .iter()
+        .filter(|r| (matches!(verdict(r).as_str(), "fail" | "warn" | "error") && !known(r)) || unexpected_pass(r))
+        .collect();
+    let stale: Vec<String> = report["stale_expectations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|st| {
+            let now: Vec<&str> = st["now"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            format!("- `{}` lists results that are now only {}", cell(st["id"].as_str().unwrap_or("?")), now.join(", "))
+        })
+        .collect();
+    if !stale.is_empty() {
+        let _ = writeln!(s, "#### Stale expectations ({}): they fail the run\n\n{}\n", stale.len(), stale.join("\n"));
+    }
     if bad.is_empty() {
-        s.push_str("No failure, warning or error outside the known deviations.\n");
+        s.push_str("No failure, warning, error or unexpected pass outside the known deviations.\n");
         return Ok(s);
     }
-    let _ = writeln!(s, "#### Failures, warnings and errors ({})\n", bad.len());
+    let _ = writeln!(s, "#### Failures, warnings, errors and unexpected passes ({})\n", bad.len());
     s.push_str("| verdict | scenario | transport | requirement | why |\n|---|---|---|---|---|\n");
     for r in bad.iter().take(MAX_LISTED) {
         let _ = writeln!(
             s,
             "| {} ({}) | `{}` | {} | {} | {} |",
-            verdict(r),
+            if unexpected_pass(r) { "unexpected pass".to_string() } else { verdict(r) },
             r["level"].as_str().unwrap_or("?"),
             r["id"].as_str().unwrap_or("?"),
             r["transport"].as_str().unwrap_or("?"),
@@ -102,12 +117,12 @@ impl super::terminal::Reporter for StepSummaryReporter {
                 "reason": r.reason,
                 "deviation": r.deviation,
             })),
-            Event::Done { metadata, .. } => {
+            Event::Done { metadata, stale, .. } => {
                 let mut results = std::mem::take(&mut self.results);
                 results.sort_by(|a, b| {
                     (a["id"].as_str(), a["transport"].as_str()).cmp(&(b["id"].as_str(), b["transport"].as_str()))
                 });
-                let v = serde_json::json!({ "metadata": **metadata, "results": results });
+                let v = serde_json::json!({ "metadata": **metadata, "results": results, "stale_expectations": stale });
                 let text = summary(&v).map_err(std::io::Error::other)?;
                 use std::io::Write as _;
                 let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;

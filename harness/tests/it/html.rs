@@ -266,4 +266,18 @@ fn committed_interop_page_is_fresh_and_renders() {
     let failed = rows(&dom(&chrome, Path::new(&profile), &committed_path, "#v=fail&t=tls"));
     let shown = failed.iter().filter(|(_, s)| *s).count();
     assert!(shown > 0 && shown < all.len(), "{shown} of {} rows shown with #v=fail&t=tls", all.len());
+    // A result whose step was tolerated (its result is an object, not a string) opens too. Every committed
+    // report ran one transport, so its index is its column.
+    let Some((column, id)) = inputs.iter().enumerate().find_map(|(i, input)| {
+        input.report["results"].as_array()?.iter().find_map(|r| {
+            let tolerated = r["steps"].as_array()?.iter().any(|st| st["result"].is_object());
+            tolerated.then(|| (i, r["id"].as_str().unwrap().to_string()))
+        })
+    }) else {
+        panic!("no committed result with a tolerated step");
+    };
+    let opened = dom(&chrome, Path::new(&profile), &committed_path, &format!("#open={column}~{id}"));
+    let panel = &opened[opened.find("<section id=\"detail\"").expect("the detail panel")..];
+    assert!(!panel[..panel.find('>').unwrap()].contains("hidden"), "{id} did not open");
+    assert!(panel.contains("tolerated"), "{panel:.2000}");
 }

@@ -20,7 +20,8 @@
       const kid = arguments[i];
       if (kid === undefined || kid === null) continue;
       if (Array.isArray(kid)) kid.forEach(function (k) { if (k) e.appendChild(k); });
-      else e.appendChild(typeof kid === 'object' ? kid : document.createTextNode(String(kid)));
+      else if (kid instanceof Node) e.appendChild(kid);
+      else e.appendChild(document.createTextNode(typeof kid === 'object' ? JSON.stringify(kid) : String(kid)));
     }
     return e;
   }
@@ -55,7 +56,7 @@
       try { v = decodeURIComponent(part.slice(i + 1)); } catch (e) { return; }
       if (k === 'v') state.v = new Set(v.split(',').filter(function (x) { return VERDICTS.indexOf(x) >= 0; }));
       else if (k === 'l' && LEVELS.indexOf(v) >= 0) state.l = v;
-      else if (k === 't') state.t = v;
+      else if (k === 't' && cols.some(function (c) { return c.t === v; })) state.t = v;
       else if (k === 'q') state.q = v;
       else if (k === 'open') state.open = v;
     });
@@ -100,6 +101,13 @@
   document.body.appendChild(el('h2', { text: 'Summary' }));
   document.body.appendChild(sumTable);
   DATA.reports.forEach(function (r) {
+    if (!Array.isArray(r.stale_expectations) || !r.stale_expectations.length) return;
+    document.body.appendChild(el('h3', { class: 'stale', text: 'Stale expectations (they fail the run): ' + r.label }));
+    document.body.appendChild(el('ul', null, r.stale_expectations.map(function (st) {
+      return el('li', { text: st.id + (st.transport ? ' [' + st.transport + ']' : '') + ' lists results that are now only ' + (st.now || []).join(', ') });
+    })));
+  });
+  DATA.reports.forEach(function (r) {
     if (!Array.isArray(r.findings) || !r.findings.length) return;
     document.body.appendChild(el('h3', { text: 'Findings beyond single scenarios: ' + r.label }));
     document.body.appendChild(el('pre', { text: JSON.stringify(r.findings, null, 2) }));
@@ -131,6 +139,7 @@
     const rows = [], targets = [];
     ids.forEach(function (id) {
       const p = id.split('/');
+      if (p.length !== 4) return;
       const row = p[1] + ' · ' + p[2];
       if (rows.indexOf(row) < 0) rows.push(row);
       if (targets.indexOf(p[3]) < 0) targets.push(p[3]);
@@ -166,7 +175,7 @@
   const rows = [];
   const sectionEls = [];
   document.body.appendChild(el('h2', { id: 'results', text: 'Results by RFC section' }));
-  Array.from(sections.keys()).sort().forEach(function (s) {
+  Array.from(sections.keys()).sort(function (a, b) { return a.localeCompare(b, 'en', { numeric: true }); }).forEach(function (s) {
     const head = el('tr', null, el('th', { text: 'scenario' }), el('th', { text: 'level' }),
       cols.map(function (c, ci) { return el('th', { 'data-col': ci, text: c.label }); }));
     const table = el('table', { class: 'section' }, head);
@@ -316,11 +325,17 @@
     writeHash();
   }
 
-  readHash();
-  update();
-  if (state.open) {
+  function applyHash() {
+    readHash();
+    update();
     const i = state.open.indexOf('~');
     if (i > 0) openResult(Number(state.open.slice(0, i)), state.open.slice(i + 1));
+    else if (!detail.hidden) closeResult();
   }
+  window.addEventListener('hashchange', function () {
+    state.v = new Set(VERDICTS); state.l = ''; state.t = ''; state.q = ''; state.open = '';
+    applyHash();
+  });
+  applyHash();
   document.documentElement.setAttribute('data-rendered', String(rows.length));
 })();
