@@ -70,6 +70,15 @@ impl Deviations {
             .map(|d| d.reason.as_str())
     }
 
+    /// The entries whose `id` glob matches none of these scenario ids (a typo, or a scenario renamed since).
+    pub fn unmatched<'a>(&self, ids: impl Iterator<Item = &'a str> + Clone) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|rule| !ids.clone().any(|id| rule.matcher.is_match(id)))
+            .map(|rule| rule.pattern.as_str())
+            .collect()
+    }
+
     /// Marks the result when a deviation lists it.
     pub fn apply(&self, r: &mut ScenarioResult) {
         let Some(rule) =
@@ -132,6 +141,6 @@ impl std::fmt::Display for Stale {
         if let Some(t) = self.transport {
             write!(f, " [{}]", t.as_str())?;
         }
-        write!(f, " lists results that are now only {}", now.join(", "))
+        write!(f, " lists results that are only {} in this run (not failures)", now.join(", "))
     }
 }

@@ -257,6 +257,7 @@ pub async fn run(spec: RunSpec, pool: Arc<Pool>, tx: mpsc::UnboundedSender<Event
         preflight: spec.settings.preflight.as_ref().map(|p| p.probes.clone()).unwrap_or_default(),
         shard: spec.shard.as_ref().map(|s| s.label()),
         merged_from: Vec::new(),
+        compact: false,
     };
     let items: Vec<(Arc<Loaded>, Transport)> =
         spec.scenarios.iter().flat_map(|l| l.scenario.transports.iter().map(move |t| (l.clone(), *t))).collect();

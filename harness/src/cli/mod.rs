@@ -63,7 +63,8 @@ pub enum Command {
     /// Measure proxies (the embedded reference proxy when --proxy is not given) beside the direct path:
     /// throughput through one tunnel, tunnel setup rate, memory per idle tunnel; CPU and memory with --pid.
     Bench(Box<BenchArgs>),
-    /// Work with JSON reports: `diff OLD NEW` (exit 1 on a regression), `markdown REPORT` (a summary).
+    /// Work with JSON reports: `diff OLD NEW` (exit 1 on a regression), `markdown REPORT` (a summary), `html
+    /// REPORT… -o FILE` (a page), `merge SHARD… -o FILE` (one report from shards).
     Report(ReportArgs),
     /// The embedded reference proxy in its own process (for `bench`); prints its addresses as one JSON line and
     /// runs until standard input closes.
@@ -392,6 +393,21 @@ async fn proxy_under_test(
 pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool) -> Result<u8, CliError> {
     let scenarios = select(&args.select)?;
     let deviations = load_deviations(args)?;
+    if let Some(file) = &args.expect {
+        // Against the whole catalog, not the --only selection: an entry that names no scenario at all is a typo or
+        // a renamed scenario, and would otherwise pass silently forever.
+        let whole = Selection { scenarios: args.select.scenarios.clone(), only: Vec::new(), skip: Vec::new() };
+        let catalog = select(&whole)?;
+        let unmatched = deviations.unmatched(catalog.iter().map(|l| l.scenario.id.as_str()));
+        if !unmatched.is_empty() {
+            return Err(usage(format!(
+                "--expect {}: no scenario matches {} (a typo, or a scenario renamed since? `connect-harness list` \
+                 shows the ids)",
+                file.display(),
+                unmatched.iter().map(|u| format!("{u:?}")).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
     let mut shard = args.shard.clone();
     if let (Some(sh), Some(p)) = (&mut shard, &args.shard_durations) {
         let text = std::fs::read_to_string(p).map_err(|e| usage(format!("--shard-durations {}: {e}", p.display())))?;

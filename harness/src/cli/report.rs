@@ -112,11 +112,23 @@ pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<u8, CliError> {
             Ok(exit::OK)
         }
         ReportCommand::Html(a) => {
-            let inputs = a
+            let mut inputs = a
                 .reports
                 .iter()
-                .map(|p| Ok(crate::report::html::Input { label: label_of(p), report: read(p)? }))
+                .map(|p| {
+                    let report = read(p)?;
+                    crate::report::load::own_results(&report).map_err(|e| usage(format!("{}: {e}", p.display())))?;
+                    Ok(crate::report::html::Input { label: label_of(p), report })
+                })
                 .collect::<Result<Vec<_>, CliError>>()?;
+            // Two files with one name (a/r.json, b/r.json): their paths tell the columns apart.
+            let labels: Vec<String> = inputs.iter().map(|i| i.label.clone()).collect();
+            for (input, path) in inputs.iter_mut().zip(&a.reports) {
+                if labels.iter().filter(|l| **l == input.label).count() > 1 {
+                    let p = path.display().to_string();
+                    input.label = p.strip_suffix(".json").map(str::to_string).unwrap_or(p);
+                }
+            }
             let page = crate::report::html::render(&inputs).map_err(usage)?;
             std::fs::write(&a.output, page).map_err(|e| cannot_run(format!("-o {}: {e}", a.output.display())))?;
             Ok(exit::OK)

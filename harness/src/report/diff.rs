@@ -158,6 +158,10 @@ pub fn entries(report: &Value) -> Result<BTreeMap<(String, String), Entry>, Stri
 pub fn diff(old_name: &str, old: &Value, new_name: &str, new: &Value) -> Result<Diff, String> {
     let (a, b) =
         (entries(old).map_err(|e| format!("{old_name}: {e}"))?, entries(new).map_err(|e| format!("{new_name}: {e}"))?);
+    if b.is_empty() && !a.is_empty() {
+        // A gate on "nothing got worse" must not pass because nothing ran.
+        return Err(format!("{new_name}: no results of the transports it ran: nothing to compare with {old_name}"));
+    }
     let mut lines = Vec::new();
     let mut unchanged = 0;
     for (key, o) in &a {

@@ -34,6 +34,9 @@ pub fn render(inputs: &[Input]) -> Result<String, String> {
         let m = &i.report["metadata"];
         let mut results: Vec<Value> =
             load::own_results(&i.report).map_err(|e| format!("{}: {e}", i.label))?.into_iter().cloned().collect();
+        // Compact (the flag, or, in reports written before it existed, results without their texts): the page then
+        // says what was not kept instead of showing nothing.
+        let compact = m["compact"].as_bool().unwrap_or(false) || results.iter().any(|r| r.get("title").is_none());
         for r in &mut results {
             fill_texts(r, &catalog);
         }
@@ -46,6 +49,7 @@ pub fn render(inputs: &[Input]) -> Result<String, String> {
             "harness_version": m["harness_version"],
             "findings": i.report["findings"],
             "stale_expectations": i.report["stale_expectations"],
+            "compact": compact,
             "results": results,
         }));
     }

@@ -45,6 +45,7 @@ const COMPACT_LOG_LINE_BYTES: usize = 512;
 /// their observed response and origins but not their steps.
 pub fn compact(report: &mut Report) {
     use crate::judge::Verdict;
+    report.metadata.compact = true;
     let own = report.metadata.transports.clone();
     report.results.retain(|r| own.contains(&r.transport));
     for r in &mut report.results {

@@ -15,8 +15,23 @@ pub fn own_transports(report: &Value) -> Vec<&str> {
 /// The results of a report's own transports: the harness also lists the other transport's scenarios as skipped,
 /// and those say nothing about the proxy. A report without a transport list keeps every result.
 pub fn own_results(report: &Value) -> Result<Vec<&Value>, String> {
+    if let Some(v) = report["schema_version"].as_u64()
+        && v > u64::from(super::SCHEMA_VERSION)
+    {
+        return Err(format!(
+            "schema_version {v} is newer than this harness reads ({}): use a newer connect-harness",
+            super::SCHEMA_VERSION
+        ));
+    }
     let own = own_transports(report);
     let results = report["results"].as_array().ok_or("not a connect-harness JSON report (no results)")?;
+    for (i, r) in results.iter().enumerate() {
+        for field in ["id", "transport", "verdict"] {
+            if !r[field].is_string() {
+                return Err(format!("results[{i}]: no {field} (not a connect-harness JSON report)"));
+            }
+        }
+    }
     Ok(results.iter().filter(|r| own.is_empty() || own.contains(&r["transport"].as_str().unwrap_or(""))).collect())
 }
 

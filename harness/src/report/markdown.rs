@@ -59,7 +59,11 @@ pub fn summary(report: &Value) -> Result<String, String> {
         .flatten()
         .map(|st| {
             let now: Vec<&str> = st["now"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            format!("- `{}` lists results that are now only {}", cell(st["id"].as_str().unwrap_or("?")), now.join(", "))
+            format!(
+                "- `{}` lists results that are only {} in this run (not failures)",
+                cell(st["id"].as_str().unwrap_or("?")),
+                now.join(", ")
+            )
         })
         .collect();
     if !stale.is_empty() {
@@ -80,7 +84,11 @@ pub fn summary(report: &Value) -> Result<String, String> {
             r["id"].as_str().unwrap_or("?"),
             r["transport"].as_str().unwrap_or("?"),
             cell(&format!("{} ({})", r["requirement"].as_str().unwrap_or(""), r["section"].as_str().unwrap_or(""))),
-            cell(r["reason"].as_str().unwrap_or(""))
+            cell(&if unexpected_pass(r) {
+                format!("passed, but the --expect file lists it: {}", r["deviation"]["reason"].as_str().unwrap_or(""))
+            } else {
+                r["reason"].as_str().unwrap_or("").to_string()
+            })
         );
     }
     if bad.len() > MAX_LISTED {

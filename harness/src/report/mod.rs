@@ -60,6 +60,9 @@ pub struct Metadata {
     /// The shard reports this one was merged from (`report merge`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub merged_from: Vec<String>,
+    /// Written with `--compact`: results that need no reading keep only their verdict (see `run --help`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compact: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, JsonSchema, PartialEq, Eq)]

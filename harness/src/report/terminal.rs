@@ -155,10 +155,12 @@ impl Reporter for TerminalReporter {
                     s.skipped,
                     s.errors
                 ));
-                if s.expected_failures + s.unexpected_passes > 0 {
+                if s.expected_failures + s.unexpected_passes + stale.len() > 0 {
                     text.push_str(&format!(
-                        " ({} expected failures, {} unexpected passes)",
-                        s.expected_failures, s.unexpected_passes
+                        " ({} expected failures, {} unexpected passes, {} stale expectations)",
+                        s.expected_failures,
+                        s.unexpected_passes,
+                        stale.len()
                     ));
                 }
                 text.push_str(&format!(" (fail on: {})\n", self.fail_on.as_str()));

@@ -131,10 +131,17 @@ async fn expected_deviation_does_not_fail_the_run() {
     a.extend_from_slice(&only);
     let (code, out) = support::run(&a).await;
     assert_eq!(code, exit::FAILURES, "{out}");
-    assert!(out.contains(&format!("STALE EXPECTATION {observed} lists results that are now only observed")), "{out}");
+    assert!(out.contains(&format!("STALE EXPECTATION {observed} lists results that are only observed")), "{out}");
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["stale_expectations"][0]["id"], observed, "{r}");
     assert_eq!(r["stale_expectations"].as_array().unwrap().len(), 1, "{r}");
+
+    // An entry that names no scenario of the catalog (a typo) is refused before anything runs.
+    let typo = dir.file("typo.toml", "[[deviation]]\nid = \"rfc9110/9.3.6/tunnel-basik\"\nreason = \"x\"\n");
+    let typo = typo.display().to_string();
+    let (code, out) = support::run(&["--proxy", &url, "--expect", &typo]).await;
+    assert_eq!(code, exit::USAGE, "{out}");
+    assert!(out.contains("no scenario matches \"rfc9110/9.3.6/tunnel-basik\""), "{out}");
 
     let bad = dir.file("bad.toml", "[[deviation]]\nid = \"x\"\n");
     let bad = bad.display().to_string();

@@ -5,6 +5,8 @@
 (function () {
   const DATA = JSON.parse(document.getElementById('data').textContent);
   const VERDICTS = ['pass', 'fail', 'warn', 'observed', 'inconclusive', 'setup', 'skip', 'error'];
+  // Filter keys: the verdicts, and results the --expect file lists that passed (they fail the run).
+  const FILTERS = VERDICTS.concat(['unexpected']);
   const LEVELS = ['must', 'should', 'may', 'observed'];
 
   function el(tag, attrs) {
@@ -45,7 +47,7 @@
     });
   });
 
-  const state = { v: new Set(VERDICTS), l: '', t: '', q: '', open: '' };
+  const state = { v: new Set(FILTERS), l: '', t: '', q: '', open: '' };
   function readHash() {
     const h = location.hash.replace(/^#/, '');
     h.split('&').forEach(function (part) {
@@ -54,7 +56,7 @@
       const k = part.slice(0, i);
       let v;
       try { v = decodeURIComponent(part.slice(i + 1)); } catch (e) { return; }
-      if (k === 'v') state.v = new Set(v.split(',').filter(function (x) { return VERDICTS.indexOf(x) >= 0; }));
+      if (k === 'v') state.v = new Set(v.split(',').filter(function (x) { return FILTERS.indexOf(x) >= 0; }));
       else if (k === 'l' && LEVELS.indexOf(v) >= 0) state.l = v;
       else if (k === 't' && cols.some(function (c) { return c.t === v; })) state.t = v;
       else if (k === 'q') state.q = v;
@@ -63,7 +65,7 @@
   }
   function writeHash() {
     const parts = [];
-    if (state.v.size !== VERDICTS.length) parts.push('v=' + VERDICTS.filter(function (v) { return state.v.has(v); }).join(','));
+    if (state.v.size !== FILTERS.length) parts.push('v=' + FILTERS.filter(function (v) { return state.v.has(v); }).join(','));
     if (state.l) parts.push('l=' + state.l);
     if (state.t) parts.push('t=' + encodeURIComponent(state.t));
     if (state.q) parts.push('q=' + encodeURIComponent(state.q));
@@ -89,6 +91,7 @@
   const sumTable = el('table', { id: 'summary' },
     el('tr', null, el('th', { text: 'report' }), el('th', { text: 'target' }), el('th', { text: 'transport' }),
       VERDICTS.map(function (v) { return el('th', { text: v }); }), el('th', { text: 'known deviations' }),
+      el('th', { text: 'unexpected passes' }),
       el('th', { text: 'started' })));
   cols.forEach(function (c, ci) {
     const rs = c.report.results.filter(function (x) { return x.transport === c.t; });
@@ -96,6 +99,7 @@
     sumTable.appendChild(el('tr', { 'data-col': ci }, el('td', { text: c.report.label }), el('td', { text: c.report.target || '' }),
       el('td', { text: c.t }), VERDICTS.map(function (v) { return el('td', { class: 'n', text: n(v) }); }),
       el('td', { class: 'n', text: rs.filter(function (x) { return x.deviation && !x.deviation.unexpected_pass; }).length }),
+      el('td', { class: 'n', text: rs.filter(function (x) { return x.deviation && x.deviation.unexpected_pass; }).length }),
       el('td', { text: c.report.start_time || '' })));
   });
   document.body.appendChild(el('h2', { text: 'Summary' }));
@@ -104,7 +108,7 @@
     if (!Array.isArray(r.stale_expectations) || !r.stale_expectations.length) return;
     document.body.appendChild(el('h3', { class: 'stale', text: 'Stale expectations (they fail the run): ' + r.label }));
     document.body.appendChild(el('ul', null, r.stale_expectations.map(function (st) {
-      return el('li', { text: st.id + (st.transport ? ' [' + st.transport + ']' : '') + ' lists results that are now only ' + (st.now || []).join(', ') });
+      return el('li', { text: st.id + (st.transport ? ' [' + st.transport + ']' : '') + ' lists results that are only ' + (st.now || []).join(', ') + ' in this run (not failures)' });
     })));
   });
   DATA.reports.forEach(function (r) {
@@ -120,10 +124,11 @@
     LEVELS.map(function (l) { return el('option', { value: l, text: l }); }));
   const tsel = el('select', { id: 'transport' }, el('option', { value: '', text: 'every transport' }),
     Array.from(new Set(cols.map(function (c) { return c.t; }))).map(function (t) { return el('option', { value: t, text: t }); }));
-  const boxes = VERDICTS.map(function (v) {
+  const boxes = FILTERS.map(function (v) {
     const b = el('input', { type: 'checkbox', id: 'f-' + v, 'data-verdict': v });
     b.addEventListener('change', function () { if (b.checked) state.v.add(v); else state.v.delete(v); update(); });
-    return el('label', null, b, ' ', el('span', { class: 'v v-' + v, text: v }));
+    const label = v === 'unexpected' ? el('span', { class: 'v v-fail unexpected', text: 'unexpected pass' }) : el('span', { class: 'v v-' + v, text: v });
+    return el('label', null, b, ' ', label);
   });
   q.addEventListener('input', function () { state.q = q.value; update(); });
   lv.addEventListener('change', function () { state.l = lv.value; update(); });
@@ -193,7 +198,10 @@
         el('td', { text: info.level || '' }),
         cols.map(function (c, ci) {
           const x = e.cells.get(ci);
-          if (x) { texts.push(x.reason); cells.push({ ci: ci, verdict: x.verdict }); }
+          if (x) {
+            texts.push(x.reason);
+            cells.push({ ci: ci, verdict: x.verdict, unexpected: !!(x.deviation && x.deviation.unexpected_pass) });
+          }
           return el('td', { 'data-col': ci }, badge(x, ci));
         }));
       table.appendChild(tr);
@@ -205,6 +213,8 @@
     document.body.appendChild(group);
   });
 
+  const nothing = el('p', { id: 'nothing', text: 'No scenario matches these filters.' });
+  document.body.appendChild(nothing);
   const detail = el('section', { id: 'detail', hidden: true });
   document.body.appendChild(detail);
   document.addEventListener('keydown', function (e) { if (e.key === 'Escape') closeResult(); });
@@ -215,7 +225,7 @@
     rows.forEach(function (r) {
       const visible = r.cells.filter(function (c) { return !state.t || cols[c.ci].t === state.t; });
       const ok = (!query || r.text.indexOf(query) >= 0) && (!state.l || r.level === state.l) &&
-        visible.some(function (c) { return state.v.has(c.verdict); });
+        visible.some(function (c) { return state.v.has(c.verdict) || (c.unexpected && state.v.has('unexpected')); });
       r.tr.hidden = !ok;
       if (ok) n++;
     });
@@ -228,7 +238,8 @@
     });
     gridCells.forEach(function (b) { b.style.opacity = state.v.has(b.getAttribute('data-verdict')) ? '' : '0.2'; });
     shown.textContent = n + ' of ' + rows.length + ' scenarios shown';
-    VERDICTS.forEach(function (v) { document.getElementById('f-' + v).checked = state.v.has(v); });
+    nothing.hidden = n > 0;
+    FILTERS.forEach(function (v) { document.getElementById('f-' + v).checked = state.v.has(v); });
     q.value = state.q; lv.value = state.l; tsel.value = state.t;
     writeHash();
   }
@@ -258,6 +269,9 @@
     const e = byId.get(id);
     const x = e && e.cells.get(ci);
     if (!x) return;
+    // A compact report keeps the evidence of results worth reading only: say so instead of showing nothing.
+    const compact = !!cols[ci].report.compact;
+    const notKept = function (what) { return el('p', { class: 'meta', text: what + ': not kept in this compact report (run without --compact for every result\'s evidence).' }); };
     state.open = ci + '~' + id;
     const c = cols[ci];
     const close = el('button', { class: 'close', type: 'button', text: 'close (Esc)' });
@@ -278,6 +292,8 @@
     if (x.requirement) kids.push(el('h3', { text: 'Requirement' }), el('blockquote', { text: x.requirement }));
     if (x.acceptable && x.acceptable.length) {
       kids.push(el('h3', { text: 'Acceptable outcomes' }), el('ul', null, x.acceptable.map(function (a) { return el('li', { text: a }); })));
+    } else if (compact) {
+      kids.push(notKept('Acceptable outcomes, observed response and steps'));
     }
     if (x.observed) kids.push(el('h3', { text: 'Observed' }), pre(observedText(x.observed)));
     if (x.steps && x.steps.length) {
@@ -287,9 +303,13 @@
     }
     kids.push(el('h3', { text: 'What the origins saw' }));
     if (x.origins && x.origins.length) {
-      kids.push(table(['origin', 'peer', 'at ms', 'bytes in', 'bytes out', 'first bytes'], x.origins, function (o) {
-        return [o.origin, o.peer, String(o.at_ms), String(o.bytes_in), String(o.bytes_out), pre(o.first_bytes || '')];
+      kids.push(table(['origin', 'peer', 'at ms', 'bytes in', 'bytes out', 'ended', 'first bytes', 'TLS'], x.origins, function (o) {
+        const tls = o.sni || (o.alpn_offered && o.alpn_offered.length) ? 'SNI ' + (o.sni || '-') + ', ALPN ' + (o.alpn_offered || []).join(',') : '';
+        return [o.origin, o.peer, String(o.at_ms), String(o.bytes_in), String(o.bytes_out),
+          o.end === undefined ? '' : typeof o.end === 'object' ? JSON.stringify(o.end) : String(o.end), pre(o.first_bytes || ''), tls];
       }));
+    } else if (compact && !x.observed) {
+      kids.push(notKept('Origin connections'));
     } else {
       kids.push(el('p', { text: 'No origin accepted a connection during this scenario.' }));
     }
