@@ -22,7 +22,7 @@ pub fn for_results(results: &[ScenarioResult], fail_on: Level, stale: usize) -> 
         CANNOT_RUN
     } else if results.iter().any(|r| r.counts_as_failure(fail_on))
         || stale > 0
-        || results.iter().any(|r| r.deviation.as_ref().is_some_and(|d| d.unexpected_pass))
+        || results.iter().any(ScenarioResult::is_unexpected_pass)
     {
         FAILURES
     } else if !results

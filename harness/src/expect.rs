@@ -42,6 +42,13 @@ struct Rule {
     transport: Option<Transport>,
 }
 
+impl Rule {
+    /// Whether this entry lists the scenario `id` on `transport`.
+    fn lists(&self, id: &str, transport: Transport) -> bool {
+        self.matcher.is_match(id) && self.transport.is_none_or(|t| t == transport)
+    }
+}
+
 /// The parsed expectation file; empty when none was given.
 #[derive(Default)]
 pub struct Deviations(Vec<Rule>);
@@ -64,10 +71,7 @@ impl Deviations {
 
     /// The reason of the first entry matching this id on this transport (used for fuzz findings).
     pub fn reason_for(&self, id: &str, transport: Transport) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|d| d.matcher.is_match(id) && d.transport.is_none_or(|t| t == transport))
-            .map(|d| d.reason.as_str())
+        self.0.iter().find(|d| d.lists(id, transport)).map(|d| d.reason.as_str())
     }
 
     /// The entries whose `id` glob matches none of these scenario ids (a typo, or a scenario renamed since).
@@ -81,9 +85,7 @@ impl Deviations {
 
     /// Marks the result when a deviation lists it.
     pub fn apply(&self, r: &mut ScenarioResult) {
-        let Some(rule) =
-            self.0.iter().find(|d| d.matcher.is_match(&r.id) && d.transport.is_none_or(|t| t == r.transport))
-        else {
+        let Some(rule) = self.0.iter().find(|d| d.lists(&r.id, r.transport)) else {
             return;
         };
         r.deviation = match r.verdict {
@@ -104,7 +106,7 @@ impl Deviations {
         for rule in &self.0 {
             let ran: Vec<Verdict> = results
                 .iter()
-                .filter(|r| rule.matcher.is_match(&r.id) && rule.transport.is_none_or(|t| t == r.transport))
+                .filter(|r| rule.lists(&r.id, r.transport))
                 .map(|r| r.verdict)
                 .filter(|v| *v != Verdict::Skip)
                 .collect();

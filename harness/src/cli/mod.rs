@@ -310,11 +310,20 @@ fn glob_set(patterns: &[String], flag: &str) -> Result<Option<GlobSet>, CliError
 
 /// Loads and filters the scenarios for `list` and `run`.
 pub fn select(sel: &Selection) -> Result<Vec<Arc<Loaded>>, CliError> {
+    pick(catalog(sel)?, sel)
+}
+
+/// Every scenario: the embedded catalog and `--scenarios DIR`, before `--only`/`--skip`.
+fn catalog(sel: &Selection) -> Result<Vec<Arc<Loaded>>, CliError> {
     let mut sources = scenario::embedded_sources();
     if let Some(dir) = &sel.scenarios {
         sources.extend(scenario::read_dir(dir).map_err(|e| usage(e.to_string()))?);
     }
-    let all = scenario::load(&sources).map_err(|e| usage(format!("bad scenario file:\n{e}")))?;
+    scenario::load(&sources).map_err(|e| usage(format!("bad scenario file:\n{e}")))
+}
+
+/// The scenarios of `all` that `--only`/`--skip` select.
+fn pick(all: Vec<Arc<Loaded>>, sel: &Selection) -> Result<Vec<Arc<Loaded>>, CliError> {
     let only = glob_set(&sel.only, "--only")?;
     let skip = glob_set(&sel.skip, "--skip")?;
     let picked: Vec<_> = all
@@ -391,14 +400,12 @@ async fn proxy_under_test(
 
 /// `connect-harness run`: everything but process setup. Output goes to `out`.
 pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool) -> Result<u8, CliError> {
-    let scenarios = select(&args.select)?;
+    let all = catalog(&args.select)?;
     let deviations = load_deviations(args)?;
     if let Some(file) = &args.expect {
         // Against the whole catalog, not the --only selection: an entry that names no scenario at all is a typo or
         // a renamed scenario, and would otherwise pass silently forever.
-        let whole = Selection { scenarios: args.select.scenarios.clone(), only: Vec::new(), skip: Vec::new() };
-        let catalog = select(&whole)?;
-        let unmatched = deviations.unmatched(catalog.iter().map(|l| l.scenario.id.as_str()));
+        let unmatched = deviations.unmatched(all.iter().map(|l| l.scenario.id.as_str()));
         if !unmatched.is_empty() {
             return Err(usage(format!(
                 "--expect {}: no scenario matches {} (a typo, or a scenario renamed since? `connect-harness list` \
@@ -408,6 +415,7 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
             )));
         }
     }
+    let scenarios = pick(all, &args.select)?;
     let mut shard = args.shard.clone();
     if let (Some(sh), Some(p)) = (&mut shard, &args.shard_durations) {
         let text = std::fs::read_to_string(p).map_err(|e| usage(format!("--shard-durations {}: {e}", p.display())))?;

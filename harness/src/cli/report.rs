@@ -76,12 +76,6 @@ fn read(path: &PathBuf) -> Result<Value, CliError> {
     serde_json::from_str(&text).map_err(|e| usage(format!("{}: not JSON: {e}", path.display())))
 }
 
-/// A report's column label: its file name without `.json`.
-fn label_of(p: &std::path::Path) -> String {
-    let name = p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string());
-    name.strip_suffix(".json").map(str::to_string).unwrap_or(name)
-}
-
 /// `connect-harness report …`.
 pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<u8, CliError> {
     let write = |out: &mut dyn Write, s: &str| {
@@ -112,23 +106,16 @@ pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<u8, CliError> {
             Ok(exit::OK)
         }
         ReportCommand::Html(a) => {
-            let mut inputs = a
+            let files = a
                 .reports
                 .iter()
                 .map(|p| {
                     let report = read(p)?;
                     crate::report::load::own_results(&report).map_err(|e| usage(format!("{}: {e}", p.display())))?;
-                    Ok(crate::report::html::Input { label: label_of(p), report })
+                    Ok((p.as_path(), report))
                 })
                 .collect::<Result<Vec<_>, CliError>>()?;
-            // Two files with one name (a/r.json, b/r.json): their paths tell the columns apart.
-            let labels: Vec<String> = inputs.iter().map(|i| i.label.clone()).collect();
-            for (input, path) in inputs.iter_mut().zip(&a.reports) {
-                if labels.iter().filter(|l| **l == input.label).count() > 1 {
-                    let p = path.display().to_string();
-                    input.label = p.strip_suffix(".json").map(str::to_string).unwrap_or(p);
-                }
-            }
+            let inputs = crate::report::html::labelled(files);
             let page = crate::report::html::render(&inputs).map_err(usage)?;
             std::fs::write(&a.output, page).map_err(|e| cannot_run(format!("-o {}: {e}", a.output.display())))?;
             Ok(exit::OK)

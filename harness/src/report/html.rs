@@ -22,6 +22,28 @@ pub struct Input {
     pub report: Value,
 }
 
+/// Reports read from files, each labelled with its file name without `.json`; two files with one name
+/// (a/r.json, b/r.json) are labelled with their paths instead, so the columns can be told apart.
+pub fn labelled(files: Vec<(&std::path::Path, Value)>) -> Vec<Input> {
+    let without_json = |s: String| s.strip_suffix(".json").map(str::to_string).unwrap_or(s);
+    let name = |p: &std::path::Path| {
+        without_json(p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string()))
+    };
+    let names: Vec<String> = files.iter().map(|(p, _)| name(p)).collect();
+    files
+        .into_iter()
+        .zip(&names)
+        .map(|((path, report), n)| {
+            let label = if names.iter().filter(|m| *m == n).count() > 1 {
+                without_json(path.display().to_string())
+            } else {
+                n.clone()
+            };
+            Input { label, report }
+        })
+        .collect()
+}
+
 /// The page for these reports (in this order). It depends on nothing but the reports and the harness version (no
 /// clock), so a committed page can be checked for staleness by generating it again.
 pub fn render(inputs: &[Input]) -> Result<String, String> {
@@ -169,6 +191,15 @@ mod tests {
         let back: Value = serde_json::from_str(embedded).unwrap();
         assert_eq!(back["reports"][0]["results"][0]["reason"], hostile);
         assert!(page.contains("<title>connect-harness: &lt;/script&gt;"));
+    }
+
+    #[test]
+    fn columns_of_one_file_name_are_labelled_by_path() {
+        let r = || json!({});
+        let (a, b, c) =
+            (std::path::Path::new("x/r.json"), std::path::Path::new("y/r.json"), std::path::Path::new("s.json"));
+        let labels: Vec<String> = labelled(vec![(a, r()), (b, r()), (c, r())]).into_iter().map(|i| i.label).collect();
+        assert_eq!(labels, ["x/r", "y/r", "s"]);
     }
 
     #[test]

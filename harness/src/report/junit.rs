@@ -40,26 +40,20 @@ pub fn to_xml(results: &[ScenarioResult], duration: Duration) -> Result<String, 
                     r.observed.as_ref().map(|o| o.summary()).unwrap_or_else(|| "-".into())
                 )
             };
-            let expected = r.deviation.as_ref().is_some_and(|d| !d.unexpected_pass);
-            let unexpected_pass = r.deviation.as_ref().filter(|d| d.unexpected_pass);
+            let expected = r.is_expected_failure();
+            let reason = r.deviation.as_ref().map(|d| d.reason.as_str()).unwrap_or("");
             let status = match r.verdict {
                 // A listed deviation that passed fails the run (the expectations file is out of date).
-                Verdict::Pass if unexpected_pass.is_some() => {
+                Verdict::Pass if r.is_unexpected_pass() => {
                     let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                    s.set_message(format!(
-                        "unexpected pass: the --expect file lists it ({})",
-                        unexpected_pass.map(|d| d.reason.as_str()).unwrap_or("")
-                    ));
+                    s.set_message(format!("unexpected pass: the --expect file lists it ({reason})"));
                     s.set_type("unexpected-pass");
                     s
                 }
                 Verdict::Pass | Verdict::Observed => TestCaseStatus::success(),
                 Verdict::Warn | Verdict::Fail if expected => {
                     let mut s = TestCaseStatus::skipped();
-                    s.set_message(format!(
-                        "expected deviation: {}",
-                        r.deviation.as_ref().map(|d| d.reason.as_str()).unwrap_or("")
-                    ));
+                    s.set_message(format!("expected deviation: {reason}"));
                     s
                 }
                 Verdict::Skip => {

@@ -45,6 +45,11 @@ pub fn is_known_deviation(r: &Value) -> bool {
     r.get("deviation").is_some_and(|d| d.is_object() && !d["unexpected_pass"].as_bool().unwrap_or(false))
 }
 
+/// Whether the result passed although an `--expect` entry lists it.
+pub fn is_unexpected_pass(r: &Value) -> bool {
+    r["deviation"]["unexpected_pass"].as_bool().unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

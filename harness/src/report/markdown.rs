@@ -48,7 +48,7 @@ pub fn summary(report: &Value) -> Result<String, String> {
     let counts: Vec<String> =
         ORDER.iter().map(|v| results.iter().filter(|r| verdict(r) == *v).count().to_string()).collect();
     let _ = writeln!(s, "| {} | {} |\n", counts.join(" | "), results.iter().filter(|r| known(r)).count());
-    let unexpected_pass = |r: &Value| r["deviation"]["unexpected_pass"].as_bool().unwrap_or(false);
+    let unexpected_pass = |r: &Value| super::load::is_unexpected_pass(r);
     let bad: Vec<&&Value> = results
         .iter()
         .filter(|r| (matches!(verdict(r).as_str(), "fail" | "warn" | "error") && !known(r)) || unexpected_pass(r))

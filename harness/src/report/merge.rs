@@ -103,12 +103,7 @@ pub fn merge(reports: &[(String, Value)]) -> Result<Value, String> {
 /// The summary of results, as `Summary::from_results` counts it.
 fn summary(results: &[Value]) -> Value {
     let n = |v: &str| results.iter().filter(|r| r["verdict"].as_str() == Some(v)).count();
-    let dev = |unexpected: bool| {
-        results
-            .iter()
-            .filter(|r| r.get("deviation").is_some_and(|d| d["unexpected_pass"].as_bool() == Some(unexpected)))
-            .count()
-    };
+    let count = |f: fn(&Value) -> bool| results.iter().filter(|r| f(r)).count();
     json!({
         "total": results.len(),
         "passed": n("pass"),
@@ -119,8 +114,8 @@ fn summary(results: &[Value]) -> Value {
         "inconclusive": n("inconclusive"),
         "setup_failures": n("setup"),
         "errors": n("error"),
-        "expected_failures": dev(false),
-        "unexpected_passes": dev(true),
+        "expected_failures": count(super::load::is_known_deviation),
+        "unexpected_passes": count(super::load::is_unexpected_pass),
     })
 }
 

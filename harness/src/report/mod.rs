@@ -168,10 +168,19 @@ pub struct ScenarioResult {
 }
 
 impl ScenarioResult {
+    /// A failure or warning the `--expect` file lists.
+    pub fn is_expected_failure(&self) -> bool {
+        self.deviation.as_ref().is_some_and(|d| !d.unexpected_pass)
+    }
+
+    /// A pass the `--expect` file lists as failing (the file is out of date; it fails the run).
+    pub fn is_unexpected_pass(&self) -> bool {
+        self.deviation.as_ref().is_some_and(|d| d.unexpected_pass)
+    }
+
     /// Whether this result counts against the run at the `fail_on` level.
     pub fn counts_as_failure(&self, fail_on: Level) -> bool {
-        let expected = self.deviation.as_ref().is_some_and(|d| !d.unexpected_pass);
-        !expected
+        !self.is_expected_failure()
             && match self.verdict {
                 Verdict::Fail => true,
                 Verdict::Warn => fail_on == Level::Should,

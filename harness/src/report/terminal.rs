@@ -108,9 +108,8 @@ impl Reporter for TerminalReporter {
                     pb.inc(1);
                     pb.set_message(r.id.clone());
                 }
-                let expected = r.deviation.as_ref().is_some_and(|d| !d.unexpected_pass);
-                let unexpected_pass = r.deviation.as_ref().is_some_and(|d| d.unexpected_pass);
-                if (matches!(r.verdict, Verdict::Fail | Verdict::Warn | Verdict::Error) && !expected) || unexpected_pass
+                if (matches!(r.verdict, Verdict::Fail | Verdict::Warn | Verdict::Error) && !r.is_expected_failure())
+                    || r.is_unexpected_pass()
                 {
                     self.problems.push((**r).clone());
                 }
@@ -123,7 +122,7 @@ impl Reporter for TerminalReporter {
                 problems.sort_by(|a, b| (&a.id, a.transport).cmp(&(&b.id, b.transport)));
                 let mut text = String::new();
                 for r in &problems {
-                    let label = if r.deviation.as_ref().is_some_and(|d| d.unexpected_pass) {
+                    let label = if r.is_unexpected_pass() {
                         self.paint("1;31", "UNEXPECTED PASS")
                     } else {
                         self.verdict_label(r.verdict)

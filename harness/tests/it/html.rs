@@ -236,13 +236,12 @@ fn committed_interop_page_is_fresh_and_renders() {
     if reports.is_empty() {
         return;
     }
-    let inputs: Vec<harness::report::html::Input> = reports
-        .iter()
-        .map(|p| harness::report::html::Input {
-            label: p.file_stem().unwrap().to_string_lossy().into_owned(),
-            report: serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap(),
-        })
-        .collect();
+    let inputs = harness::report::html::labelled(
+        reports
+            .iter()
+            .map(|p| (p.as_path(), serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()))
+            .collect(),
+    );
     let page = harness::report::html::render(&inputs).unwrap();
     let committed_path = dir.join("interop.html");
     if std::env::var_os("UPDATE_REPORTS_HTML").is_some() {
