@@ -16,6 +16,7 @@ use crate::config::ProxyConfig;
 use crate::policy::{IpNet, PolicyParseError, PortSet};
 use crate::resolve::ResolveSpecError;
 use crate::tls::TlsIdentitySource;
+use crate::upstream::Upstream;
 
 /// A correct HTTP/1.1 CONNECT proxy over plain TCP and TLS.
 ///
@@ -103,6 +104,20 @@ pub struct Args {
     /// Name of this proxy in Proxy-Status fields (an RFC 8941 token).
     #[arg(long, value_name = "TOKEN")]
     pub name: Option<String>,
+    /// Send every CONNECT through this parent proxy: http://HOST:PORT, or https://NAME:PORT (then
+    /// --upstream-cacert is required: the parent's certificate is always verified). The parent resolves names.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// PEM CA certificate(s) that sign the parent proxy's certificate (with --upstream https://…).
+    #[arg(long, value_name = "PEM", requires = "upstream")]
+    pub upstream_cacert: Option<PathBuf>,
+    /// Basic credentials this proxy presents to the parent (the client's own are never forwarded).
+    #[arg(long, value_name = "USER:PASS", requires = "upstream")]
+    pub upstream_user: Option<String>,
+    /// Destinations reached directly instead of through the parent: a network (10.0.0.0/8, 127.0.0.1) or a
+    /// name suffix (.internal) (repeatable).
+    #[arg(long, value_name = "NET|SUFFIX", requires = "upstream")]
+    pub upstream_direct: Vec<String>,
     /// Log lines as JSON instead of text.
     #[arg(long)]
     pub log_json: bool,
@@ -141,6 +156,10 @@ pub struct FileConfig {
     pub max_request_line: Option<usize>,
     pub max_fields: Option<usize>,
     pub name: Option<String>,
+    pub upstream: Option<String>,
+    pub upstream_cacert: Option<PathBuf>,
+    pub upstream_user: Option<String>,
+    pub upstream_direct: Option<Vec<String>>,
     #[cfg(feature = "faults")]
     pub faults: Option<Vec<String>>,
 }
@@ -160,6 +179,8 @@ pub enum ConfigError {
     Auth(#[from] AuthError),
     #[error("{key}: {value} is not a duration in seconds")]
     Duration { key: &'static str, value: f64 },
+    #[error("{key}: {source}")]
+    Upstream { key: &'static str, source: crate::upstream::UpstreamError },
     #[error("{0}")]
     Invalid(String),
 }
@@ -333,6 +354,27 @@ impl Args {
                 return Err(ConfigError::Invalid(format!("name `{name}` is not an RFC 8941 token")));
             }
             config.name = name;
+        }
+        let upstream_err = |key| move |source| ConfigError::Upstream { key, source };
+        if let Some(url) = pick(self.upstream, file.upstream) {
+            let mut up = Upstream::parse(&url).map_err(upstream_err("upstream"))?;
+            if let Some(path) = pick(self.upstream_cacert, file.upstream_cacert) {
+                let shown = path.display().to_string();
+                up.ca_pem =
+                    Some(std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: shown, source })?);
+            }
+            up.credentials = pick(self.upstream_user, file.upstream_user);
+            up.direct = pick_vec(self.upstream_direct, file.upstream_direct)
+                .iter()
+                .map(|r| r.parse())
+                .collect::<Result<_, _>>()
+                .map_err(upstream_err("upstream_direct"))?;
+            up.validate().map_err(upstream_err("upstream"))?;
+            config.upstream = Some(up);
+        } else if file.upstream_cacert.is_some() || file.upstream_user.is_some() || file.upstream_direct.is_some() {
+            return Err(ConfigError::Invalid(
+                "upstream_cacert, upstream_user and upstream_direct need upstream".into(),
+            ));
         }
         #[cfg(feature = "faults")]
         {

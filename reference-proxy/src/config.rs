@@ -7,6 +7,7 @@ pub use crate::auth::Auth;
 pub use crate::policy::{DestinationPolicy, IpNet, PortSet};
 pub use crate::resolve::ResolverConfig;
 pub use crate::tls::TlsIdentitySource;
+pub use crate::upstream::{DirectRule, Upstream};
 use crate::wire;
 
 /// Resource limits and timeouts.
@@ -56,8 +57,10 @@ pub struct ProxyConfig {
     pub limits: ProxyLimits,
     /// Basic proxy authentication; `None` lets everyone through.
     pub auth: Option<Auth>,
-    /// This proxy's name in `Proxy-Status` (an RFC 8941 token).
+    /// This proxy's name in `Proxy-Status` and its pseudonym in `Via` (an RFC 8941 token).
     pub name: String,
+    /// A parent proxy the tunnels go through (`--upstream`); `None` connects directly.
+    pub upstream: Option<Upstream>,
     /// Deliberate misbehaviours for negative controls.
     #[cfg(feature = "faults")]
     pub faults: Vec<crate::faults::Fault>,
@@ -75,6 +78,7 @@ impl Default for ProxyConfig {
             limits: ProxyLimits::default(),
             auth: None,
             name: "reference-proxy".to_owned(),
+            upstream: None,
             #[cfg(feature = "faults")]
             faults: Vec::new(),
         }

@@ -14,12 +14,13 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::config::ProxyConfig;
-use crate::decision::{self, Decision, Request};
+use crate::decision::{self, Decision, OwnedHost, Request};
 use crate::hooks::{Hooks, Interjection};
 use crate::relay::{self, CloseReason, Traffic};
 use crate::resolve::{ResolveError, Resolver};
 use crate::response::{ErrorResponse, ErrorType};
 use crate::stream::ClientStream;
+use crate::upstream::{self, UpstreamStream, write_within};
 use crate::wire::{HeadParser, Progress, WireError};
 
 /// What every connection task shares.
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub hooks: Box<dyn Hooks>,
     /// Until when every connection waits before being served (set only by a fault hook).
     pub stalled_until: std::sync::Mutex<Option<Instant>>,
+    /// TLS to the parent proxy, when `--upstream https://…`.
+    pub upstream_tls: Option<tokio_rustls::TlsConnector>,
 }
 
 impl Shared {
@@ -118,12 +121,12 @@ pub(crate) async fn serve(mut client: ClientStream, shared: &Shared, deadline: I
                     *shared.stalled_until.lock().expect("stall lock") = Some(Instant::now() + d);
                 }
                 match connect_request(&mut client, shared, &request, log).await {
-                    Ok(upstream) => {
+                    Ok(far) => {
                         // The head and parser are not needed any more: idle tunnels keep no request buffers.
                         let early = buf.split_off(head_len);
                         drop(buf);
                         drop(parser);
-                        tunnel(client, upstream, early, shared, log).await;
+                        tunnel(client, far, early, shared, log).await;
                         return;
                     }
                     Err(Some(resp)) => (resp, "refused"),
@@ -207,14 +210,23 @@ fn relax(buf: &mut Vec<u8>, end: usize, parser: &mut HeadParser, err: WireError,
     }
 }
 
-/// Acts on the decision, resolves and connects. `Err(Some(response))` refuses; `Err(None)` means the
-/// connection is already answered (only under a fault) and should just close.
+/// The far side of a tunnel: the destination, or a parent proxy that has agreed to tunnel.
+pub(crate) struct FarSide {
+    stream: UpstreamStream,
+    /// Bytes from the parent after its 2xx head, for the client.
+    early_down: Vec<u8>,
+    /// Sent in place of this proxy's 2xx (a fault relaying the parent's answer).
+    relay_head: Option<Vec<u8>>,
+}
+
+/// Acts on the decision, resolves (or asks the parent proxy) and connects. `Err(Some(response))` refuses;
+/// `Err(None)` means the connection is already answered (only under a fault) and should just close.
 async fn connect_request(
     client: &mut ClientStream,
     shared: &Shared,
     req: &Request,
     log: &mut ConnLog,
-) -> Result<TcpStream, Option<ErrorResponse>> {
+) -> Result<FarSide, Option<ErrorResponse>> {
     let config = &shared.config;
     let hooks = &*shared.hooks;
     let dest = match decision::decide(req, log.sni.as_deref(), config, hooks) {
@@ -235,6 +247,19 @@ async fn connect_request(
     }
     // Once a 2xx went out, a failure can only close the connection.
     let fail = |resp: ErrorResponse| if early_200 { None } else { Some(resp) };
+    if let Some(up) = &config.upstream
+        && !up.goes_direct(&dest.host)
+    {
+        // The parent resolves names; an address target is still held to this proxy's address policy.
+        if let OwnedHost::Ip(ip) = dest.host {
+            decision::admit(&[ip], dest.port, config, hooks, |a| shared.is_self(a)).map_err(fail)?;
+        }
+        let dialed = upstream::dial(shared, up, req).await.map_err(fail)?;
+        if !early_200 {
+            log.status = Some(200);
+        }
+        return Ok(FarSide { stream: dialed.stream, early_down: dialed.early, relay_head: dialed.relay_head });
+    }
     let ips = match shared.resolver.resolve(&dest.host.as_host()).await {
         Ok(ips) => ips,
         Err(e @ ResolveError::Timeout(..)) => {
@@ -249,14 +274,14 @@ async fn connect_request(
             if !early_200 {
                 log.status = Some(200);
             }
-            Ok(stream)
+            Ok(FarSide { stream: UpstreamStream::Tcp(stream), early_down: Vec::new(), relay_head: None })
         }
         Err(resp) => Err(fail(resp)),
     }
 }
 
 /// Tries each address in order within one overall deadline.
-async fn connect_any(addrs: &[SocketAddr], limit: Duration) -> Result<TcpStream, ErrorResponse> {
+pub(crate) async fn connect_any(addrs: &[SocketAddr], limit: Duration) -> Result<TcpStream, ErrorResponse> {
     let deadline = Instant::now() + limit;
     let mut last: Option<(SocketAddr, std::io::Error)> = None;
     for addr in addrs {
@@ -286,32 +311,33 @@ async fn connect_any(addrs: &[SocketAddr], limit: Duration) -> Result<TcpStream,
     })
 }
 
-/// Answers 200, forwards the early data, and relays until the tunnel ends.
-async fn tunnel(mut client: ClientStream, mut upstream: TcpStream, early: Vec<u8>, shared: &Shared, log: &mut ConnLog) {
+/// Answers 200, forwards the early data both ways, and relays until the tunnel ends.
+async fn tunnel(mut client: ClientStream, far: FarSide, early: Vec<u8>, shared: &Shared, log: &mut ConnLog) {
     let (config, hooks) = (&shared.config, &*shared.hooks);
+    let FarSide { stream: mut upstream, early_down, relay_head } = far;
     let write_limit = config.limits.idle_timeout;
     if !hooks.respond_before_connect() {
-        let ok = timeout(write_limit, async {
-            client.write_all(hooks.success_head()).await?;
-            client.flush().await
-        })
-        .await;
-        if !matches!(ok, Ok(Ok(()))) {
+        let head = relay_head.as_deref().unwrap_or(hooks.success_head());
+        if write_within(&mut client, head, write_limit).await.is_err() {
             log.reason = "client-gone-before-200".into();
             return;
         }
     }
     let traffic = Traffic::new();
-    if !early.is_empty() && hooks.forward_early_data() {
-        match timeout(write_limit, upstream.write_all(&early)).await {
-            Ok(Ok(())) => {
-                traffic.up.fetch_add(early.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            }
-            _ => {
-                log.reason = "upstream-write-failed".into();
-                return;
-            }
+    if !early_down.is_empty() {
+        if write_within(&mut client, &early_down, write_limit).await.is_err() {
+            log.reason = "client-write-failed".into();
+            return;
         }
+        traffic.down.fetch_add(early_down.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    drop(early_down);
+    if !early.is_empty() && hooks.forward_early_data() {
+        if write_within(&mut upstream, &early, write_limit).await.is_err() {
+            log.reason = "upstream-write-failed".into();
+            return;
+        }
+        traffic.up.fetch_add(early.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
     drop(early);
     let faults = hooks.relay();
@@ -320,12 +346,15 @@ async fn tunnel(mut client: ClientStream, mut upstream: TcpStream, early: Vec<u8
         tracing::warn!(?faults, "relay faults enabled: splice is off, bytes are copied through user space");
     }
     let idle = config.limits.idle_timeout;
-    let reason = match client {
-        ClientStream::Plain(tcp) => relay::relay_tcp(tcp, upstream, traffic.clone(), idle, faults).await,
-        ClientStream::Tls(tls) => {
-            let (tls, _upstream, reason) = relay::relay_stream(tls, upstream, traffic.clone(), idle, faults).await;
+    let reason = match (client, upstream) {
+        (ClientStream::Plain(tcp), UpstreamStream::Tcp(up)) => {
+            relay::relay_tcp(tcp, up, traffic.clone(), idle, faults).await
+        }
+        (client, upstream) => {
+            let (client, upstream, reason) = relay::relay_stream(client, upstream, traffic.clone(), idle, faults).await;
             if reason != CloseReason::Done {
-                relay::reset_on_close(tls.get_ref().0);
+                relay::reset_on_close(client.tcp());
+                relay::reset_on_close(upstream.tcp());
             }
             reason
         }

@@ -39,6 +39,11 @@ pub(crate) struct Request {
     pub auth_scheme_exact: bool,
     /// The length of the longest field value.
     pub longest_value: usize,
+    /// The Via field values, in order (for loop detection and the Via sent to a parent proxy).
+    pub via: Vec<String>,
+    /// Every field as received (fault hooks only: a faulty chained proxy forwards them).
+    #[cfg(feature = "faults")]
+    pub fields: Vec<(String, String)>,
 }
 
 impl Request {
@@ -65,6 +70,9 @@ impl Request {
             expect_100: named("expect").any(|f| f.value.eq_ignore_ascii_case(b"100-continue")),
             auth_scheme_exact: named("proxy-authorization").all(|f| f.value.starts_with(b"Basic ")),
             longest_value: head.fields().map(|f| f.value.len()).max().unwrap_or(0),
+            via: named("via").map(|f| String::from_utf8_lossy(f.value).into_owned()).collect(),
+            #[cfg(feature = "faults")]
+            fields: head.fields().map(|f| (f.name.to_owned(), String::from_utf8_lossy(f.value).into_owned())).collect(),
         }
     }
 }
@@ -142,6 +150,10 @@ pub(crate) fn decide(req: &Request, sni: Option<&str>, config: &ProxyConfig, hoo
             let refusal = ErrorResponse::new(407, ErrorType::ProxyInternalResponse, details);
             return Decision::Refuse(hooks.auth_refusal(refusal, auth.challenge()));
         }
+    }
+    if hooks.detect_loops() && crate::upstream::is_loop(&req.via, &config.name) {
+        let details = format!("Via already names {} (or lists too many hops): a proxy loop", config.name);
+        return Decision::Refuse(ErrorResponse::new(502, ErrorType::ProxyLoopDetected, details));
     }
     let dest = hooks.destination(req, sni, Destination { host: req.host.clone(), port: req.port });
     if let Some(refusal) = hooks.refuse_port(dest.port) {

@@ -12,6 +12,7 @@ use crate::{
     hooks::{Hooks, Interjection},
     relay::RelayFaults,
     response::{ErrorResponse, ErrorType},
+    upstream::ParentRequest,
     wire::{Limits, WireError},
 };
 
@@ -181,6 +182,22 @@ faults! {
     /// After a request with a field value of 4 KiB or more, stop answering anyone for 3 seconds (a proxy whose
     /// event loop blocks on one request: the liveness oracle's control).
     StallOnLongField = "stall-on-long-field",
+    /// Chained: send the client's Proxy-Authorization to the parent in place of the proxy's own credentials.
+    ForwardClientCredentials = "forward-client-credentials",
+    /// Chained: forward every field of the client's CONNECT to the parent, hop-by-hop ones included
+    /// (`Connection` and the fields it lists, `Proxy-Connection`, `Keep-Alive`, `TE`, `Upgrade`).
+    ForwardHopByHopFields = "forward-hop-by-hop-fields",
+    /// Chained: send the CONNECT to the parent without a Via field (neither the client's nor the proxy's member).
+    NoVia = "no-via",
+    /// Chained: resolve a name target here and send the parent `ADDRESS:PORT` instead of the name.
+    ReResolveTarget = "re-resolve-target",
+    /// Chained: when the parent closes without answering, send the CONNECT again on a new connection.
+    RetryParentConnect = "retry-parent-connect",
+    /// Chained: relay whatever the parent answered to the client and open the tunnel anyway (Squid before
+    /// CVE-2015-5400's fix: "Do not blindly forward cache peer CONNECT responses").
+    TunnelParentAnswer = "tunnel-parent-answer",
+    /// Chained: drop the parent's Proxy-Status members from the refusal (only the proxy's own member is sent).
+    DropParentProxyStatus = "drop-parent-proxy-status",
 }
 
 impl std::fmt::Display for Fault {
@@ -654,6 +671,40 @@ impl Hooks for FaultHooks {
 
     fn stall_everyone(&self, req: &Request) -> Option<std::time::Duration> {
         (self.has(Fault::StallOnLongField) && req.longest_value >= 4096).then_some(std::time::Duration::from_secs(3))
+    }
+
+    fn parent_request(&self, req: &Request, mut request: ParentRequest) -> ParentRequest {
+        let named = |name: &'static str| move |(n, _): &&(String, String)| n.eq_ignore_ascii_case(name);
+        if self.has(Fault::ForwardClientCredentials) {
+            request.fields.retain(|(n, _)| !n.eq_ignore_ascii_case("proxy-authorization"));
+            request.fields.extend(req.fields.iter().filter(named("proxy-authorization")).cloned());
+        }
+        if self.has(Fault::ForwardHopByHopFields) {
+            let skip = ["host", "via", "proxy-authorization"];
+            request
+                .fields
+                .extend(req.fields.iter().filter(|(n, _)| !skip.iter().any(|s| n.eq_ignore_ascii_case(s))).cloned());
+        }
+        if self.has(Fault::NoVia) {
+            request.fields.retain(|(n, _)| !n.eq_ignore_ascii_case("via"));
+        }
+        request
+    }
+
+    fn resolve_before_parent(&self) -> bool {
+        self.has(Fault::ReResolveTarget)
+    }
+
+    fn retry_parent(&self) -> bool {
+        self.has(Fault::RetryParentConnect)
+    }
+
+    fn blind_parent_answer(&self) -> bool {
+        self.has(Fault::TunnelParentAnswer)
+    }
+
+    fn keep_parent_proxy_status(&self) -> bool {
+        !self.has(Fault::DropParentProxyStatus)
     }
 }
 

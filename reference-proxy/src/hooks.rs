@@ -13,6 +13,7 @@ use crate::config::ProxyConfig;
 use crate::decision::{Destination, Request};
 use crate::relay::RelayFaults;
 use crate::response::{ESTABLISHED, ErrorResponse};
+use crate::upstream::ParentRequest;
 use crate::wire::{Limits, WireError};
 
 /// Something a hook does in place of the decision: refuse, or write raw bytes and end the connection.
@@ -133,6 +134,32 @@ pub(crate) trait Hooks: Send + Sync {
     /// Whether a TLS client that offered no ALPN is disconnected after the handshake.
     fn refuse_without_alpn(&self) -> bool {
         false
+    }
+
+    /// The CONNECT sent to a parent proxy, as built by [`crate::upstream::parent_request`].
+    fn parent_request(&self, _req: &Request, request: ParentRequest) -> ParentRequest {
+        request
+    }
+
+    /// Whether a name target is resolved here and sent to the parent as an address (never, by default: the
+    /// parent resolves).
+    fn resolve_before_parent(&self) -> bool {
+        false
+    }
+
+    /// Whether a CONNECT the parent did not answer is sent again (never: RFC 9110 §9.2.2).
+    fn retry_parent(&self) -> bool {
+        false
+    }
+
+    /// Whether any answer of the parent is relayed to the client as it came and the tunnel opened anyway.
+    fn blind_parent_answer(&self) -> bool {
+        false
+    }
+
+    /// Whether the parent's Proxy-Status members are kept in a refusal (RFC 9209 §2).
+    fn keep_parent_proxy_status(&self) -> bool {
+        true
     }
 }
 

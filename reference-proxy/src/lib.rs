@@ -18,6 +18,7 @@ pub mod response;
 pub mod server;
 mod stream;
 pub mod tls;
+pub mod upstream;
 pub mod wire;
 pub mod yardstick;
 

@@ -25,6 +25,14 @@ pub enum ErrorType {
     ConnectionLimitReached,
     ProxyInternalError,
     ProxyLoopDetected,
+    ProxyConfigurationError,
+    ConnectionTerminated,
+    HttpResponseIncomplete,
+    HttpResponseTimeout,
+    HttpResponseHeaderSectionSize,
+    HttpProtocolError,
+    TlsProtocolError,
+    TlsCertificateError,
 }
 
 impl ErrorType {
@@ -43,6 +51,14 @@ impl ErrorType {
             ErrorType::ConnectionLimitReached => "connection_limit_reached",
             ErrorType::ProxyInternalError => "proxy_internal_error",
             ErrorType::ProxyLoopDetected => "proxy_loop_detected",
+            ErrorType::ProxyConfigurationError => "proxy_configuration_error",
+            ErrorType::ConnectionTerminated => "connection_terminated",
+            ErrorType::HttpResponseIncomplete => "http_response_incomplete",
+            ErrorType::HttpResponseTimeout => "http_response_timeout",
+            ErrorType::HttpResponseHeaderSectionSize => "http_response_header_section_size",
+            ErrorType::HttpProtocolError => "http_protocol_error",
+            ErrorType::TlsProtocolError => "tls_protocol_error",
+            ErrorType::TlsCertificateError => "tls_certificate_error",
         }
     }
 }
@@ -56,11 +72,26 @@ pub struct ErrorResponse {
     pub details: String,
     /// Extra fields, e.g. `Proxy-Authenticate` or `Allow`.
     pub fields: Vec<(&'static str, String)>,
+    /// When the refusal comes from (or happened at) a parent proxy: what its `Proxy-Status` member says.
+    pub chain: Option<Chain>,
+}
+
+/// The parent proxy's part of a refusal (RFC 9209 §2: the list is in hop order, the nearest proxy last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// The parent's `Proxy-Status` members, kept before this proxy's.
+    pub prior: Option<String>,
+    /// `received-status` (§2.1.3): the status the parent sent.
+    pub received_status: Option<u16>,
+    /// `next-hop` (§2.1.2): the parent.
+    pub next_hop: String,
+    /// The parent's refusal is passed on: this proxy's member has no `error` of its own.
+    pub relayed: bool,
 }
 
 impl ErrorResponse {
     pub fn new(status: u16, error: ErrorType, details: impl Into<String>) -> Self {
-        ErrorResponse { status, error, details: details.into(), fields: Vec::new() }
+        ErrorResponse { status, error, details: details.into(), fields: Vec::new(), chain: None }
     }
 
     pub fn with_field(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -74,7 +105,21 @@ impl ErrorResponse {
         let body = format!("{} {}: {}\n", self.status, reason(self.status), printable(&self.details));
         let mut out = String::with_capacity(256 + body.len());
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
-        let _ = write!(out, "Proxy-Status: {proxy_name}; error={}; details=\"{details}\"\r\n", self.error.token());
+        out.push_str("Proxy-Status: ");
+        if let Some(prior) = self.chain.as_ref().and_then(|c| c.prior.as_deref()) {
+            let _ = write!(out, "{}, ", printable(prior));
+        }
+        out.push_str(proxy_name);
+        if !self.chain.as_ref().is_some_and(|c| c.relayed) {
+            let _ = write!(out, "; error={}", self.error.token());
+        }
+        if let Some(chain) = &self.chain {
+            if let Some(status) = chain.received_status {
+                let _ = write!(out, "; received-status={status}");
+            }
+            let _ = write!(out, "; next-hop=\"{}\"", sf_string_content(&chain.next_hop));
+        }
+        let _ = write!(out, "; details=\"{details}\"\r\n");
         for (name, value) in &self.fields {
             let _ = write!(out, "{name}: {}\r\n", printable(value));
         }

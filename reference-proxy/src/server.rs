@@ -130,7 +130,20 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     let hooks = crate::hooks::for_config(&config);
     let acceptor = tls.map(|t| TlsAcceptor::from(hooks.tls_config(t.config)));
     let own_addrs = plain.iter().chain(&tls_addrs).copied().collect();
+    let upstream_tls = match &config.upstream {
+        Some(up) => {
+            up.validate().map_err(|e| StartError::Config(e.to_string()))?;
+            match &up.ca_pem {
+                Some(pem) if up.tls => {
+                    Some(crate::tls::upstream_connector(pem).map_err(|e| StartError::Config(e.to_string()))?)
+                }
+                _ => None,
+            }
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
+        upstream_tls,
         resolver: Resolver::new(config.resolver.clone()),
         config,
         own_addrs,

@@ -34,6 +34,8 @@ pub enum TlsError {
     NoNames,
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("the upstream CA: {0}")]
+    UpstreamCa(String),
 }
 
 /// A ready TLS server configuration, and the CA certificate when the identity was generated.
@@ -100,4 +102,21 @@ pub fn generate(names: &[String]) -> Result<Generated, TlsError> {
     let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
     let key = PrivateKeyDer::try_from(leaf_key.serialize_der()).map_err(|e| rcgen::Error::PemError(e.to_owned()))?;
     Ok(Generated { leaf: leaf.der().clone(), key, ca_pem: ca.pem() })
+}
+
+/// The TLS client toward a parent proxy: its certificate is verified against these PEM trust anchors only.
+pub fn upstream_connector(ca_pem: &str) -> Result<tokio_rustls::TlsConnector, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert = cert.map_err(|source| TlsError::Cert { path: "upstream CA".into(), source })?;
+        roots.add(cert)?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::UpstreamCa("no certificate in it".into()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }

@@ -168,26 +168,22 @@ pub(crate) async fn relay_tcp(
     reason
 }
 
-/// Relays between any client stream (TLS) and a plain upstream.
-pub(crate) async fn relay_stream<C>(
+/// Relays between any two streams (a TLS client, or a parent proxy over TLS), copying through user space.
+pub(crate) async fn relay_stream<C, U>(
     client: C,
-    upstream: TcpStream,
+    upstream: U,
     traffic: Arc<Traffic>,
     idle: Duration,
     faults: RelayFaults,
-) -> (C, TcpStream, CloseReason)
+) -> (C, U, CloseReason)
 where
     C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut cr, mut cw) = tokio::io::split(client);
-    let (mut ur, mut uw) = upstream.into_split();
+    let (mut ur, mut uw) = tokio::io::split(upstream);
     let reason = relay_halves(&mut cr, &mut cw, &mut ur, &mut uw, &traffic, idle, faults).await;
-    let client = cr.unsplit(cw);
-    let upstream = ur.reunite(uw).expect("halves of one stream");
-    if reason != CloseReason::Done {
-        reset_on_close(&upstream);
-    }
-    (client, upstream, reason)
+    (cr.unsplit(cw), ur.unsplit(uw), reason)
 }
 
 async fn relay_halves<CR, CW, UR, UW>(

@@ -11,10 +11,12 @@ mod error;
 pub mod fuzz;
 mod head;
 pub mod oracle;
+mod response;
 
 pub use authority::{Authority, Host, HostField, parse_authority, parse_host_field, parse_ipv6};
 pub use error::{AuthorityError, TargetForm, WireError};
 pub use head::{Field, HeadParser, Limits, Progress, RequestHead, Version, parse_head, target_form};
+pub use response::{MAX_RESPONSE_HEAD, ResponseError, ResponseHead, parse_response};
 
 #[cfg(test)]
 mod corpus_replay;
