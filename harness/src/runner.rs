@@ -50,15 +50,42 @@ pub struct RunSpec {
     /// Run only this shard's items (`--shard I/N`); the handshake owner runs in every shard (`report merge`
     /// keeps its worst verdict).
     pub shard: Option<crate::shard::Shard>,
+    /// The instrumented parent proxy and the endpoints of the proxy that uses it, for chained scenarios
+    /// (`needs = ["upstream"]`); without it they are skipped.
+    pub chained: Option<Chained>,
+}
+
+/// A proxy under test configured with the harness's parent proxy.
+#[derive(Clone)]
+pub struct Chained {
+    pub parent: Arc<crate::origin::parent::Parent>,
+    /// Where to reach the chained proxy: the proxy under test itself (`--upstream-proxy-port`), or the embedded
+    /// reference proxy's chained instance.
+    pub endpoints: Vec<ProxyEndpoint>,
+}
+
+/// The endpoints a scenario runs against: the chained proxy's for chained scenarios.
+fn endpoints_for<'a>(s: &crate::scenario::Scenario, spec: &'a RunSpec) -> &'a [ProxyEndpoint] {
+    match &spec.chained {
+        Some(c) if s.needs.contains(&Needs::Upstream) => &c.endpoints,
+        _ => &spec.endpoints,
+    }
 }
 
 /// Why an item cannot run here, if it cannot.
 fn skip_reason(loaded: &Loaded, transport: Transport, spec: &RunSpec, pool: &Pool) -> Option<String> {
     let ipv6 = pool.ipv6();
-    if !spec.endpoints.iter().any(|e| e.transport == transport) {
+    let s = &loaded.scenario;
+    if s.needs.contains(&Needs::Upstream) && spec.chained.is_none() {
+        return Some(
+            "needs the proxy under test chained to the harness's parent proxy (--upstream-proxy-port; README, \
+             \"Chained proxies\")"
+                .into(),
+        );
+    }
+    if !endpoints_for(s, spec).iter().any(|e| e.transport == transport) {
         return Some(format!("the proxy under test has no {} transport", transport.as_str()));
     }
-    let s = &loaded.scenario;
     if s.needs.contains(&Needs::Auth) && spec.settings.proxy_user.is_none() {
         return Some("needs proxy credentials (--proxy-user)".into());
     }
@@ -156,7 +183,10 @@ async fn run_one(
     if let Some(reason) = skip_reason(&loaded, transport, &spec, &pool) {
         result.reason = Some(reason);
     } else {
-        let ep = spec.endpoints.iter().find(|e| e.transport == transport).expect("checked in skip_reason");
+        let ep = endpoints_for(&loaded.scenario, &spec)
+            .iter()
+            .find(|e| e.transport == transport)
+            .expect("checked in skip_reason");
         // Leased before the clock starts: waiting for a set (one on 127.0.0.1, say) is not the scenario's time.
         let origins = pool.lease_with(&loaded.origins(), &loaded.localhost_origins()).await;
         let t = Instant::now();
@@ -165,7 +195,15 @@ async fn run_one(
         let marks = (!logs.is_empty()).then(|| logs.mark());
         let limit = overall_deadline(&loaded, spec.settings.step_timeout);
         let executed = match &origins {
-            Ok(o) => tokio::time::timeout(limit, exec::execute(&loaded, ep, &spec.settings, o)).await,
+            Ok(o) => {
+                let parent = match &spec.chained {
+                    Some(c) if loaded.scenario.needs.contains(&Needs::Upstream) => {
+                        Some(c.parent.register(&o.ports(), loaded.scenario.parent.clone().unwrap_or_default()))
+                    }
+                    _ => None,
+                };
+                tokio::time::timeout(limit, exec::execute(&loaded, ep, &spec.settings, o, parent.as_ref())).await
+            }
             Err(e) => {
                 let report = exec::report::StepReport::new(
                     0,

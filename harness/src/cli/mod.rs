@@ -10,7 +10,8 @@ pub use fuzz::{FuzzArgs, fuzz};
 pub use report::{ReportArgs, report};
 
 pub use proxy::{
-    EMBEDDED_NAMES, ProxyUnderTest, ProxyUrl, embedded_proxy, external_proxy, parse_proxy_url, start_reference,
+    EMBEDDED_NAMES, EMBEDDED_PARENT_CREDENTIALS, ProxyUnderTest, ProxyUrl, embedded_config, embedded_proxy,
+    external_proxy, parse_proxy_url, start_chained_reference, start_reference,
 };
 
 use std::{
@@ -150,6 +151,16 @@ pub struct RunArgs {
     /// Credentials for Proxy-Authorization (Basic); enables the authentication scenarios.
     #[arg(long, value_name = "USER:PASS")]
     pub proxy_user: Option<String>,
+    /// The proxy under test sends its CONNECTs to a parent proxy at 127.0.0.1:PORT: the harness runs its
+    /// instrumented parent there and the chained scenarios (`needs = ["upstream"]`) run; without it they are
+    /// skipped. The embedded reference proxy runs a chained instance of its own (on an ephemeral port unless
+    /// this is given). See the README, "Chained proxies", for Squid, Apache and tinyproxy configuration lines.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub upstream_proxy_port: Option<u16>,
+    /// USER:PASS the proxy under test presents to its parent: the harness's parent then demands exactly these
+    /// (407 otherwise). Without it the parent accepts any CONNECT.
+    #[arg(long, value_name = "USER:PASS", requires = "upstream_proxy_port")]
+    pub upstream_proxy_credentials: Option<String>,
     /// Scenarios run at once (they are I/O-bound, so this may exceed the core count).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub jobs: u16,
@@ -398,6 +409,38 @@ async fn proxy_under_test(
     })
 }
 
+/// The instrumented parent proxy and who uses it: the proxy under test itself (`--upstream-proxy-port`), or for
+/// the embedded target a chained reference proxy started here (returned, to be shut down after the run).
+async fn chained_setup(
+    args: &RunArgs,
+    endpoints: &[crate::exec::ProxyEndpoint],
+) -> Result<(Option<runner::Chained>, Option<reference_proxy::RunningProxy>), CliError> {
+    use crate::origin::parent::Parent;
+    let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    if let Some(c) = &args.upstream_proxy_credentials
+        && !c.contains(':')
+    {
+        return Err(usage("--upstream-proxy-credentials must be USER:PASS"));
+    }
+    match (&args.proxy, args.upstream_proxy_port) {
+        (Some(_), None) => Ok((None, None)),
+        (Some(_), Some(port)) => {
+            let parent = Parent::start(at(port), args.upstream_proxy_credentials.clone())
+                .await
+                .map_err(|e| cannot_run(format!("--upstream-proxy-port: {e}")))?;
+            Ok((Some(runner::Chained { parent, endpoints: endpoints.to_vec() }), None))
+        }
+        (None, port) => {
+            let creds = args.upstream_proxy_credentials.clone().unwrap_or(proxy::EMBEDDED_PARENT_CREDENTIALS.into());
+            let parent =
+                Parent::start(at(port.unwrap_or(0)), Some(creds)).await.map_err(|e| cannot_run(e.to_string()))?;
+            let config = proxy::embedded_config(args.proxy_user.as_deref())?;
+            let (running, endpoints) = proxy::start_chained_reference(config, &parent).await?;
+            Ok((Some(runner::Chained { parent, endpoints }), Some(running)))
+        }
+    }
+}
+
 /// `connect-harness run`: everything but process setup. Output goes to `out`.
 pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool) -> Result<u8, CliError> {
     let all = catalog(&args.select)?;
@@ -487,7 +530,15 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
         return Err(cannot_run(m.trim_end().to_string()));
     }
     settings.preflight = Some(Arc::new(pre));
+    let (chained, chained_proxy) = match chained_setup(args, &endpoints).await {
+        Ok(c) => c,
+        Err(e) => {
+            put.shutdown().await;
+            return Err(e);
+        }
+    };
     let spec = RunSpec {
+        chained,
         scenarios,
         endpoints,
         settings,
@@ -514,6 +565,9 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
     let outcome = runner::run(spec, Arc::new(pool), tx).await;
     let write_error = consumer.await.map_err(|e| cannot_run(format!("reporter failed: {e}")))?;
     put.shutdown().await;
+    if let Some(p) = chained_proxy {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), p.shutdown()).await;
+    }
     if let Some(e) = write_error {
         return Err(cannot_run(format!("writing a report failed: {e}")));
     }

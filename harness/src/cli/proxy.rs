@@ -76,14 +76,37 @@ impl ProxyUnderTest {
 /// Starts the embedded reference proxy and describes its endpoints. With `proxy_user`, the proxy requires
 /// exactly those Basic credentials (so the authentication scenarios have something to test).
 pub async fn embedded_proxy(proxy_user: Option<&str>) -> Result<(ProxyUnderTest, Vec<ProxyEndpoint>), CliError> {
+    let (proxy, endpoints) = start_reference(embedded_config(proxy_user)?).await?;
+    Ok((ProxyUnderTest::Embedded(proxy), endpoints))
+}
+
+/// The embedded reference proxy's configuration (for testing, requiring `proxy_user` when given).
+pub fn embedded_config(proxy_user: Option<&str>) -> Result<reference_proxy::ProxyConfig, CliError> {
     let mut config = reference_proxy::ProxyConfig::for_testing();
     if let Some(user) = proxy_user {
         let mut auth = reference_proxy::config::Auth::new("connect-harness");
         auth.add(user).map_err(|e| usage(format!("--proxy-user: {e}")))?;
         config.auth = Some(auth);
     }
-    let (proxy, endpoints) = start_reference(config).await?;
-    Ok((ProxyUnderTest::Embedded(proxy), endpoints))
+    Ok(config)
+}
+
+/// The credentials the embedded reference proxy's chained instance presents to the harness's parent (which
+/// then demands them), so the chained scenarios also show that the proxy's own credentials are used.
+pub const EMBEDDED_PARENT_CREDENTIALS: &str = "reference-proxy:parent-secret";
+
+/// Starts a reference proxy whose CONNECTs go through the harness's parent proxy, with the parent's expected
+/// credentials: the embedded target's chained instance, and the negative controls' chained proxy.
+pub async fn start_chained_reference(
+    config: reference_proxy::ProxyConfig,
+    parent: &crate::origin::parent::Parent,
+) -> Result<(reference_proxy::RunningProxy, Vec<ProxyEndpoint>), CliError> {
+    let mut config = config;
+    let mut up = reference_proxy::config::Upstream::parse(&format!("http://{}", parent.addr()))
+        .map_err(|e| cannot_run(format!("the parent's address: {e}")))?;
+    up.credentials = parent.credentials().map(str::to_owned);
+    config.upstream = Some(up);
+    start_reference(config).await
 }
 
 /// Starts the reference proxy with any configuration (for example with faults, for negative controls) and

@@ -5,6 +5,7 @@ pub mod connect;
 mod control;
 pub mod observe;
 mod origin_check;
+mod parent_check;
 pub mod report;
 mod response;
 mod steps;
@@ -167,6 +168,8 @@ pub(crate) struct State<'a> {
     pub conn: Conn,
     pub env: RunEnv<'a>,
     pub origins: &'a OriginSet,
+    /// This scenario's claim on the instrumented parent proxy (chained scenarios).
+    pub parent: Option<&'a crate::origin::parent::ParentLease>,
     pub settings: &'a Settings,
     /// A 2xx was seen: bytes now belong to the tunnel.
     pub tunnel: bool,
@@ -232,7 +235,13 @@ fn host_of(authority: &str) -> &str {
 /// Runs the scenario against the endpoint with origins already leased (the runner leases them first, so waiting
 /// for a set is not counted against the scenario's deadline). Never panics on proxy behaviour; every wait has a
 /// deadline.
-pub async fn execute(loaded: &Loaded, ep: &ProxyEndpoint, settings: &Settings, origins: &OriginSet) -> Execution {
+pub async fn execute(
+    loaded: &Loaded,
+    ep: &ProxyEndpoint,
+    settings: &Settings,
+    origins: &OriginSet,
+    parent: Option<&crate::origin::parent::ParentLease>,
+) -> Execution {
     let scn = &loaded.scenario;
     let start = std::time::Instant::now();
     let transcript = Transcript::new(start);
@@ -268,6 +277,7 @@ pub async fn execute(loaded: &Loaded, ep: &ProxyEndpoint, settings: &Settings, o
         conn,
         env,
         origins,
+        parent,
         settings,
         tunnel: false,
         sent_hash: Sha256::new(),

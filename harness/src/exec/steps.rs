@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{
-    State, origin_check,
+    State, origin_check, parent_check,
     report::{StepReport, StepResult},
     response, tunnel,
 };
@@ -108,6 +108,7 @@ pub(super) async fn run(st: &mut State<'_>, index: usize, step: &Step) -> StepRe
         Step::ExpectSilence(ms) => tunnel::expect_silence(st, index, kind, ms).await,
         Step::TlsHandshake(t) => tunnel::inner_tls(st, index, t).await,
         Step::Origin(c) => origin_check::origin_check(st, index, c).await,
+        Step::Parent(c) => parent_check::parent_check(st, index, c).await,
     }
 }
 

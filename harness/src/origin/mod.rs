@@ -4,6 +4,7 @@
 //! Each scenario run gets its own [`OriginSet`] (its own ports), so parallel scenarios never share a log.
 //! With `--origin-ports`, sets are carved out of the range and reused one scenario at a time.
 
+pub mod parent;
 pub mod record;
 mod servers;
 
@@ -104,6 +105,11 @@ impl OriginSet {
     /// The origin's port (0 for a kind this set did not start; scenarios only name kinds they declared).
     pub fn port(&self, kind: OriginKind) -> u16 {
         self.addr(kind).port()
+    }
+
+    /// Every port this set holds (the instrumented parent routes CONNECTs to a scenario by them).
+    pub fn ports(&self) -> Vec<u16> {
+        self.addrs.values().map(|a| a.port()).collect()
     }
 
     pub fn addr(&self, kind: OriginKind) -> SocketAddr {

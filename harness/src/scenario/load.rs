@@ -268,6 +268,14 @@ fn templates_of(s: &Scenario) -> impl Iterator<Item = (String, &String)> {
                     v.push((format!("{p}.never_received"), x));
                 }
             }
+            Step::Parent(c) => {
+                if let Some(x) = &c.target {
+                    v.push((format!("{p}.target"), x));
+                }
+                if let Some(x) = &c.never_contains {
+                    v.push((format!("{p}.never_contains"), x));
+                }
+            }
             _ => {}
         }
     }
@@ -325,6 +333,22 @@ pub fn validate(s: &Scenario) -> Vec<(String, String)> {
             ));
         }
     }
+    if let Some(script) = &s.parent {
+        if !s.needs.contains(&crate::scenario::Needs::Upstream) {
+            errs.push(("parent".into(), "a parent script needs `needs = [\"upstream\"]`".into()));
+        }
+        if script.respond.is_some() && script.action.is_some() {
+            errs.push(("parent".into(), "respond and action exclude each other".into()));
+        }
+    }
+    if let Some(script) = &s.parent {
+        if !s.needs.contains(&crate::scenario::Needs::Upstream) {
+            errs.push(("parent".into(), "a parent script needs `needs = [\"upstream\"]`".into()));
+        }
+        if script.respond.is_some() && script.action.is_some() {
+            errs.push(("parent".into(), "respond and action exclude each other".into()));
+        }
+    }
     for (i, step) in s.steps.iter().enumerate() {
         let p = format!("step[{i}].{}", step.kind());
         match step {
@@ -338,6 +362,15 @@ pub fn validate(s: &Scenario) -> Vec<(String, String)> {
                  never_received, sni, alpn"
                     .into(),
             )),
+            Step::Parent(c) if !c.checks_something() => errs.push((
+                p,
+                "a parent check needs at least one of connects, target, present, absent, fields, never_contains, \
+                 nothing_after_answer"
+                    .into(),
+            )),
+            Step::Parent(_) if !s.needs.contains(&crate::scenario::Needs::Upstream) => {
+                errs.push((p, "a parent check needs `needs = [\"upstream\"]`".into()))
+            }
             Step::Origin(o) if o.if_rejected && o.if_tunnelled => {
                 errs.push((p, "if_rejected and if_tunnelled exclude each other".into()))
             }

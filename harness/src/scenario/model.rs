@@ -57,6 +57,9 @@ pub enum Needs {
     Auth,
     /// An IPv6 loopback address for the origins.
     Ipv6,
+    /// A proxy under test that sends its CONNECTs to the harness's instrumented parent proxy
+    /// (`--upstream-proxy-port`; the embedded reference proxy runs a chained instance of its own).
+    Upstream,
 }
 
 /// The server name the client puts in its TLS ClientHello to the proxy.
@@ -154,6 +157,9 @@ pub struct Scenario {
     /// A destination-policy probe: judged against the declared policy when there is one (see `crate::policy`).
     #[serde(default)]
     pub policy: Option<PolicyProbe>,
+    /// What the instrumented parent proxy does with this scenario's CONNECT (chained scenarios; default: tunnel).
+    #[serde(default)]
+    pub parent: Option<crate::origin::parent::ParentScript>,
     /// The script, run in order.
     #[serde(rename = "step")]
     pub steps: Vec<Step>,

@@ -37,6 +37,8 @@ pub enum Step {
     TlsHandshake(InnerTls),
     /// Check what an origin recorded for this scenario.
     Origin(OriginCheck),
+    /// Check the CONNECT the instrumented parent proxy received (chained scenarios, `needs = ["upstream"]`).
+    Parent(ParentCheck),
 }
 
 impl Step {
@@ -56,6 +58,7 @@ impl Step {
             Step::ExpectSilence(_) => "expect_silence",
             Step::TlsHandshake(_) => "tls_handshake",
             Step::Origin(_) => "origin",
+            Step::Parent(_) => "parent",
         }
     }
 }
@@ -521,5 +524,50 @@ impl OriginCheck {
             || self.never_received.is_some()
             || self.sni.is_some()
             || self.alpn.is_some()
+    }
+}
+
+/// What the instrumented parent proxy must have received from the proxy under test for this scenario.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ParentCheck {
+    /// Exact number of CONNECTs the parent received (waits for them, then briefly for any extra one).
+    #[serde(default)]
+    pub connects: Option<u32>,
+    /// The request-target of the first CONNECT, exactly (placeholders allowed).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Field names the first CONNECT must carry.
+    #[serde(default)]
+    pub present: Vec<String>,
+    /// Field names it must not carry.
+    #[serde(default)]
+    pub absent: Vec<String>,
+    /// Fields whose values (several lines joined with ", ") must contain this text, case-insensitively.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// The first CONNECT's head must not contain this text anywhere (placeholders allowed; nothing to check when
+    /// it expands to nothing, e.g. `{auth.basic}` without credentials).
+    #[serde(default)]
+    pub never_contains: Option<String>,
+    /// Nothing reached the parent after its (non-2xx) answer.
+    #[serde(default)]
+    pub nothing_after_answer: bool,
+    /// Judge a mismatch at this level instead of the scenario's.
+    #[serde(default)]
+    pub level: Option<Level>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+impl ParentCheck {
+    pub(crate) fn checks_something(&self) -> bool {
+        self.connects.is_some()
+            || self.target.is_some()
+            || !self.present.is_empty()
+            || !self.absent.is_empty()
+            || !self.fields.is_empty()
+            || self.never_contains.is_some()
+            || self.nothing_after_answer
     }
 }

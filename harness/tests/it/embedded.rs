@@ -92,6 +92,7 @@ async fn library_run_against_a_configured_reference_proxy() {
         target_label: "test".into(),
         fail_on: Level::Must,
         shard: None,
+        chained: None,
     };
     let results = run_quiet(spec, Arc::new(Pool::new(None).await.unwrap())).await;
     assert_eq!(results.len(), 4);

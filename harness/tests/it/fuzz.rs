@@ -88,6 +88,7 @@ async fn each_fault_is_found_shrunk_and_reproduced() {
                 target_label: "fuzz control".into(),
                 fail_on: Level::Must,
                 shard: None,
+                chained: None,
             };
             let results = run_quiet(spec, Arc::new(Pool::new(None).await.unwrap())).await;
             let caught = results.iter().any(|r| matches!(r.verdict, Verdict::Fail | Verdict::Warn));

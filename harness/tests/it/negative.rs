@@ -1,7 +1,8 @@
 //! Negative controls. Every `must` and `should` scenario names the reference-proxy faults that make it fail
 //! (`faults = [...]`); this proves each of them can fail: against the reference proxy running with that fault,
 //! the scenario must fail (`must`) or warn (`should`). Authentication scenarios run with credentials.
-//! `observed` and `may` scenarios are exempt: they record what the proxy did and never fail it.
+//! `observed` and `may` scenarios are exempt: they record what the proxy did and never fail it; a `may` scenario
+//! that declares faults anyway must record the other behaviour (`observed`) under each of them.
 //! The baseline (no fault) passes everything, with and without credentials (the latter in `embedded.rs`).
 
 use std::{collections::BTreeSet, str::FromStr, sync::Arc};
@@ -37,6 +38,18 @@ async fn run(scenarios: Vec<Arc<Loaded>>, faults: Vec<Fault>, auth: bool, pool: 
         a.add(USER).unwrap();
         config.auth = Some(a);
     }
+    // Chained scenarios run against a second instance with the same faults, chained to the harness's parent.
+    let chained_needed = scenarios.iter().any(|l| l.scenario.needs.contains(&Needs::Upstream));
+    let mut chained_proxy = None;
+    let chained = if chained_needed {
+        let creds = Some(harness::cli::EMBEDDED_PARENT_CREDENTIALS.to_string());
+        let parent = harness::origin::parent::Parent::start(([127, 0, 0, 1], 0).into(), creds).await.unwrap();
+        let (p, endpoints) = harness::cli::start_chained_reference(config.clone(), &parent).await.unwrap();
+        chained_proxy = Some(p);
+        Some(harness::runner::Chained { parent, endpoints })
+    } else {
+        None
+    };
     let (proxy, endpoints) = harness::cli::start_reference(config).await.unwrap();
     let spec = RunSpec {
         scenarios,
@@ -52,9 +65,13 @@ async fn run(scenarios: Vec<Arc<Loaded>>, faults: Vec<Fault>, auth: bool, pool: 
         target_label: "negative controls".into(),
         fail_on: Level::Must,
         shard: None,
+        chained,
     };
     let results = run_quiet(spec, pool).await;
     proxy.shutdown().await;
+    if let Some(p) = chained_proxy {
+        p.shutdown().await;
+    }
     results
 }
 
@@ -118,6 +135,8 @@ async fn declared_faults_make_their_scenarios_fail() {
                 let failed = match r.level {
                     Level::Must => r.verdict == Verdict::Fail,
                     Level::Should => r.verdict == Verdict::Warn,
+                    // A `may` scenario with a control: the fault turns the preferred behaviour into the other one.
+                    Level::May => r.verdict == Verdict::Observed,
                     _ => true,
                 };
                 // Strict: the step that failed is one that embodies the requirement, not some other step.

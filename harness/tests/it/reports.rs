@@ -106,6 +106,7 @@ async fn diff_finds_an_injected_regression() {
             target_label: "test".into(),
             fail_on: Level::Must,
             shard: None,
+            chained: None,
         };
         let results = run_quiet(spec, Arc::new(Pool::new(None).await.unwrap())).await;
         proxy.shutdown().await;

@@ -48,6 +48,7 @@ fn spec(
         target_label: "verdicts".into(),
         fail_on: Level::Must,
         shard: None,
+        chained: None,
     }
 }
 

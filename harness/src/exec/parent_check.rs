@@ -1,0 +1,174 @@
+//! The `parent` step: what the instrumented parent proxy received from the proxy under test for this scenario.
+//! The report always shows the CONNECT the parent got, so a verdict carries its evidence.
+
+use std::time::Duration;
+
+use tokio::time::{Instant, timeout_at};
+
+use super::{
+    State,
+    report::{StepReport, StepResult},
+};
+use crate::{
+    origin::parent::ParentRequest,
+    scenario::{Level, step::ParentCheck},
+};
+
+/// After the expected number of CONNECTs arrived, how long to wait for one too many (a retry), or for bytes
+/// after the parent's answer.
+const GRACE: Duration = Duration::from_millis(300);
+
+pub(super) async fn parent_check(st: &mut State<'_>, index: usize, c: &ParentCheck) -> StepReport {
+    let level: Level = c.level.unwrap_or(st.level);
+    let report = |result, detail: String| StepReport::new(index, "parent", level, result, detail);
+    let Some(lease) = st.parent else {
+        return report(StepResult::Error, "no instrumented parent proxy in this run".into());
+    };
+    let expanded = {
+        let expand = |t: &Option<String>| t.as_deref().map(|t| st.expand(t)).transpose();
+        (expand(&c.target), expand(&c.never_contains))
+    };
+    let (target, never) = match expanded {
+        (Ok(t), Ok(n)) => (t, n),
+        (Err(e), _) | (_, Err(e)) => return report(StepResult::Error, e),
+    };
+    let reg = &lease.reg;
+    let deadline = st.deadline(c.timeout_ms);
+    let want = c.connects.unwrap_or(1).max(1) as usize;
+    // Wait for the CONNECTs (or the deadline), then a grace for an extra one or for late bytes.
+    loop {
+        let notified = reg.changed();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if reg.requests().len() >= want || timeout_at(deadline, notified).await.is_err() {
+            break;
+        }
+    }
+    if c.connects.is_some() || c.nothing_after_answer {
+        let grace_end = deadline.min(Instant::now() + GRACE);
+        while timeout_at(grace_end, reg.changed()).await.is_ok() {}
+    }
+    let got = reg.requests();
+    let mut problems = Vec::new();
+    if let Some(n) = c.connects
+        && got.len() != n as usize
+    {
+        problems.push(format!("the parent received {} CONNECTs for this scenario, expected {n}", got.len()));
+    }
+    let checks_first = target.is_some()
+        || !c.present.is_empty()
+        || !c.absent.is_empty()
+        || !c.fields.is_empty()
+        || never.as_ref().is_some_and(|n| !n.is_empty())
+        || c.nothing_after_answer;
+    let first = got.first();
+    match first {
+        None if checks_first => problems.push(format!(
+            "the parent proxy ({}) received no CONNECT for this scenario: the proxy under test did not use it (is it \
+             configured with this parent?)",
+            lease.parent().addr()
+        )),
+        None => {}
+        Some(r) => check_request(r, c, target.as_deref(), never.as_deref(), &mut problems),
+    }
+    let evidence = match got.len() {
+        0 => "the parent received nothing".to_string(),
+        1 => format!("the parent received: {}", got[0].shown()),
+        n => format!("the parent received {n} CONNECTs; the first: {}", got[0].shown()),
+    };
+    if problems.is_empty() {
+        report(StepResult::Passed, evidence)
+    } else {
+        report(StepResult::Mismatch, format!("{}; {evidence}", problems.join("; ")))
+    }
+}
+
+/// The checks on one CONNECT, pure.
+fn check_request(
+    r: &ParentRequest,
+    c: &ParentCheck,
+    target: Option<&[u8]>,
+    never: Option<&[u8]>,
+    problems: &mut Vec<String>,
+) {
+    if let Some(t) = target
+        && r.target.as_bytes() != t
+    {
+        problems.push(format!("the request-target was {:?}, expected {:?}", r.target, String::from_utf8_lossy(t)));
+    }
+    for name in &c.present {
+        if r.values(name).next().is_none() {
+            problems.push(format!("no {name} field"));
+        }
+    }
+    for name in &c.absent {
+        if let Some(v) = r.values(name).next() {
+            problems.push(format!("{name}: {v} was forwarded"));
+        }
+    }
+    for (name, text) in &c.fields {
+        let joined = r.values(name).collect::<Vec<_>>().join(", ");
+        if !joined.to_ascii_lowercase().contains(&text.to_ascii_lowercase()) {
+            let shown = if joined.is_empty() { "absent".to_string() } else { format!("{joined:?}") };
+            problems.push(format!("{name} was {shown}, expected it to contain {text:?}"));
+        }
+    }
+    if let Some(n) = never.filter(|n| !n.is_empty()) {
+        let n = String::from_utf8_lossy(n);
+        if r.shown().to_ascii_lowercase().contains(&n.trim().to_ascii_lowercase()) {
+            problems.push(format!("the CONNECT contains {:?}", n.trim()));
+        }
+    }
+    if c.nothing_after_answer && r.after_answer_len > 0 {
+        problems.push(format!(
+            "{} bytes reached the parent after its answer: {}",
+            r.after_answer_len,
+            crate::escape::escape(&r.after_answer, 200)
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(fields: &[(&str, &str)]) -> ParentRequest {
+        ParentRequest {
+            request_line: "CONNECT localhost:1 HTTP/1.1".into(),
+            target: "localhost:1".into(),
+            fields: fields.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            ..ParentRequest::default()
+        }
+    }
+
+    fn problems(r: &ParentRequest, c: &ParentCheck, target: Option<&str>, never: Option<&str>) -> Vec<String> {
+        let mut p = Vec::new();
+        check_request(r, c, target.map(str::as_bytes), never.map(str::as_bytes), &mut p);
+        p
+    }
+
+    #[test]
+    fn each_rule_can_fail() {
+        let r = req(&[("Host", "localhost:1"), ("Via", "1.1 a"), ("Via", "1.1 b"), ("X-Secret", "1")]);
+        let ok = ParentCheck {
+            present: vec!["via".into()],
+            absent: vec!["Proxy-Authorization".into()],
+            fields: [("Via".to_string(), "1.1 A, 1.1".to_string())].into(),
+            ..ParentCheck::default()
+        };
+        assert!(problems(&r, &ok, Some("localhost:1"), Some("")).is_empty());
+        assert_eq!(problems(&r, &ok, Some("127.0.0.1:1"), None).len(), 1);
+        let bad = ParentCheck {
+            present: vec!["Proxy-Authorization".into()],
+            absent: vec!["x-secret".into()],
+            fields: [("Via".to_string(), "1.1 c".to_string())].into(),
+            ..ParentCheck::default()
+        };
+        assert_eq!(problems(&r, &bad, None, Some("x-secret: 1")).len(), 4);
+        let mut after = req(&[]);
+        after.after_answer = b"GET / HTTP/1.1".to_vec();
+        after.after_answer_len = 14;
+        let nothing = ParentCheck { nothing_after_answer: true, ..ParentCheck::default() };
+        assert_eq!(problems(&after, &nothing, None, None).len(), 1);
+    }
+}

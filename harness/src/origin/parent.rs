@@ -1,0 +1,376 @@
+//! The instrumented parent proxy: the upstream proxy a chained proxy under test sends its CONNECTs to.
+//!
+//! One parent runs per run (`--upstream-proxy-port`, or an ephemeral port for the embedded reference proxy). It
+//! records every CONNECT it receives (request line, every field, what arrived after its answer) and answers as
+//! the scenario scripted: a tunnel (the default), a response of any bytes, closing without an answer, a reset
+//! or silence. A CONNECT belongs to the scenario whose origins own its target's port (origin sets never share
+//! ports while they run), so parallel scenarios never see each other's requests; a CONNECT for any other port
+//! is tunnelled like a plain correct proxy would (to loopback only). When the run says what credentials the
+//! proxy under test presents to its parent, the parent demands exactly those (407 otherwise).
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use base64::Engine as _;
+use reference_proxy::wire::{HeadParser, Limits, Progress};
+use serde::Deserialize;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::Notify,
+    time::timeout,
+};
+
+/// How long a parent waits for a request head, holds a connection after its answer, or stays silent.
+const HOLD: Duration = Duration::from_secs(10);
+/// The longest a tunnel through the parent lives (longer than any scenario).
+const MAX_TUNNEL: Duration = Duration::from_secs(300);
+/// Bytes kept of what arrives after the parent's answer.
+const KEEP_AFTER: usize = 4096;
+
+/// What the parent does with a scenario's CONNECT.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ParentScript {
+    /// Send these bytes as the answer (placeholders are not expanded). A 2xx answer then tunnels to the target;
+    /// anything else is followed by `then`.
+    #[serde(default)]
+    pub respond: Option<String>,
+    /// After a non-2xx `respond`: "close" (default) or "hold" (keep the connection open, recording what comes).
+    #[serde(default)]
+    pub then: Then,
+    /// Instead of answering: "close" (read the CONNECT, close without a word), "reset" (RST), or "silence" (say
+    /// nothing and hold the connection open).
+    #[serde(default)]
+    pub action: Option<Action>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Then {
+    #[default]
+    Close,
+    Hold,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Close,
+    Reset,
+    Silence,
+}
+
+/// One CONNECT the parent received.
+#[derive(Debug, Clone, Default)]
+pub struct ParentRequest {
+    /// The request line, as text (bytes outside printable ASCII escaped).
+    pub request_line: String,
+    pub target: String,
+    pub fields: Vec<(String, String)>,
+    /// Bytes that arrived after a non-2xx answer (the first [`KEEP_AFTER`]), and how many in all.
+    pub after_answer: Vec<u8>,
+    pub after_answer_len: u64,
+}
+
+impl ParentRequest {
+    /// Every value of a field, in order.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The head as text, one line per field, for reports.
+    pub fn shown(&self) -> String {
+        let mut s = self.request_line.clone();
+        for (n, v) in &self.fields {
+            s.push_str(&format!(" | {n}: {v}"));
+        }
+        s
+    }
+}
+
+/// A scenario's claim on the parent: its script and the CONNECTs it received.
+#[derive(Default)]
+pub struct Registration {
+    pub script: ParentScript,
+    requests: Mutex<Vec<ParentRequest>>,
+    changed: Notify,
+}
+
+impl Registration {
+    pub fn requests(&self) -> Vec<ParentRequest> {
+        self.requests.lock().expect("parent log").clone()
+    }
+
+    /// Resolves when something was recorded (create it before looking, then await).
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
+    fn record(&self, req: ParentRequest) -> usize {
+        let mut all = self.requests.lock().expect("parent log");
+        all.push(req);
+        self.changed.notify_waiters();
+        all.len() - 1
+    }
+
+    fn after_answer(&self, i: usize, bytes: &[u8]) {
+        let mut all = self.requests.lock().expect("parent log");
+        if let Some(r) = all.get_mut(i) {
+            let room = KEEP_AFTER.saturating_sub(r.after_answer.len());
+            r.after_answer.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            r.after_answer_len += bytes.len() as u64;
+        }
+        self.changed.notify_waiters();
+    }
+}
+
+type Registry = Arc<Mutex<HashMap<u16, Arc<Registration>>>>;
+
+/// The running parent proxy.
+pub struct Parent {
+    addr: SocketAddr,
+    registry: Registry,
+    /// `user:password` the proxy under test must present (Basic); `None` accepts any CONNECT.
+    credentials: Option<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Parent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The parent could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("the instrumented parent proxy could not listen on {addr}: {source}")]
+pub struct ParentError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+impl Parent {
+    /// Listens on `addr` (a loopback address; port 0 for an ephemeral one).
+    pub async fn start(addr: SocketAddr, credentials: Option<String>) -> Result<Arc<Parent>, ParentError> {
+        let listener = TcpListener::bind(addr).await.map_err(|source| ParentError { addr, source })?;
+        let addr = listener.local_addr().map_err(|source| ParentError { addr, source })?;
+        let registry: Registry = Arc::default();
+        let expected =
+            credentials.as_ref().map(|c| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c)));
+        let task = tokio::spawn(serve(listener, registry.clone(), expected));
+        Ok(Arc::new(Parent { addr, registry, credentials, task }))
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn credentials(&self) -> Option<&str> {
+        self.credentials.as_deref()
+    }
+
+    /// Claims the CONNECTs to these ports for one scenario, until the lease is dropped.
+    pub fn register(self: &Arc<Self>, ports: &[u16], script: ParentScript) -> ParentLease {
+        let reg = Arc::new(Registration { script, ..Registration::default() });
+        let mut map = self.registry.lock().expect("parent registry");
+        for p in ports.iter().filter(|p| **p != 0) {
+            map.insert(*p, reg.clone());
+        }
+        ParentLease { parent: self.clone(), ports: ports.to_vec(), reg }
+    }
+}
+
+/// One scenario's registration; dropping it releases the ports.
+pub struct ParentLease {
+    parent: Arc<Parent>,
+    ports: Vec<u16>,
+    pub reg: Arc<Registration>,
+}
+
+impl ParentLease {
+    pub fn parent(&self) -> &Parent {
+        &self.parent
+    }
+}
+
+impl Drop for ParentLease {
+    fn drop(&mut self) {
+        let mut map = self.parent.registry.lock().expect("parent registry");
+        for p in &self.ports {
+            if map.get(p).is_some_and(|r| Arc::ptr_eq(r, &self.reg)) {
+                map.remove(p);
+            }
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, registry: Registry, expected: Option<String>) {
+    let expected = Arc::new(expected);
+    loop {
+        let Ok((conn, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let registry = registry.clone();
+        let expected = expected.clone();
+        tokio::spawn(async move {
+            handle(conn, registry, expected.as_deref()).await;
+        });
+    }
+}
+
+/// The target's port: after the last colon (bracketed IPv6 included).
+fn target_port(target: &str) -> Option<u16> {
+    target.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+}
+
+async fn handle(mut conn: TcpStream, registry: Registry, expected: Option<&str>) {
+    let _ = conn.set_nodelay(true);
+    let mut buf = Vec::with_capacity(1024);
+    let mut parser = HeadParser::new(Limits::default());
+    let parsed = loop {
+        let n = match timeout(HOLD, conn.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return,
+        };
+        let _ = n;
+        match parser.advance(&buf) {
+            Ok(Progress::Complete(len)) => break Ok(len),
+            Ok(Progress::Partial) if buf.len() < 64 * 1024 => {}
+            Ok(Progress::Partial) => break Err("head larger than 64 KiB".to_string()),
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    let (record, head_len) = match parsed {
+        Ok(len) => {
+            let head = parser.head(&buf);
+            let text = |b: &[u8]| crate::escape::escape(b, 4096);
+            let line_end = buf.iter().position(|b| *b == b'\r').unwrap_or(0);
+            let record = ParentRequest {
+                request_line: text(&buf[..line_end]),
+                target: head.target().to_string(),
+                fields: head.fields().map(|f| (f.name.to_string(), text(f.value))).collect(),
+                ..ParentRequest::default()
+            };
+            (record, len)
+        }
+        Err(_) => {
+            // A head that does not parse cannot name its scenario: answered 400, recorded nowhere.
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+            return;
+        }
+    };
+    let reg = target_port(&record.target).and_then(|p| registry.lock().expect("parent registry").get(&p).cloned());
+    let authorised = expected.is_none_or(|want| record.values("proxy-authorization").any(|v| v == want));
+    let script = reg.as_ref().map(|r| r.script.clone()).unwrap_or_default();
+    let target = record.target.clone();
+    let index = reg.as_ref().map(|r| r.record(record));
+    let early = buf.split_off(head_len);
+    if !authorised {
+        let answer = b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"connect-harness-parent\"\r\nProxy-Status: connect-harness-parent; error=http_request_denied; details=\"credentials of the proxy under test expected\"\r\nContent-Length: 0\r\n\r\n";
+        let _ = conn.write_all(answer).await;
+        hold(conn, reg.as_deref(), index, Then::Hold).await;
+        return;
+    }
+    match (script.action, script.respond) {
+        (Some(Action::Close), _) => {}
+        (Some(Action::Reset), _) => {
+            let _ = socket2::SockRef::from(&conn).set_linger(Some(Duration::ZERO));
+        }
+        (Some(Action::Silence), _) => hold(conn, reg.as_deref(), index, Then::Hold).await,
+        (None, Some(answer)) => {
+            let success = answer.starts_with("HTTP/1.1 2") || answer.starts_with("HTTP/1.0 2");
+            if conn.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+            if success {
+                tunnel(conn, &target, early).await;
+            } else {
+                if let (Some(r), Some(i)) = (&reg, index)
+                    && !early.is_empty()
+                {
+                    r.after_answer(i, &early);
+                }
+                hold(conn, reg.as_deref(), index, script.then).await;
+            }
+        }
+        (None, None) => match dial(&target).await {
+            Ok(up) => {
+                if conn.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.is_ok() {
+                    relay(conn, up, early).await;
+                }
+            }
+            Err(answer) => {
+                let _ = conn.write_all(answer.as_bytes()).await;
+            }
+        },
+    }
+}
+
+/// Keeps the connection (when `Hold`) and records what arrives, until EOF or the hold time.
+async fn hold(mut conn: TcpStream, reg: Option<&Registration>, index: Option<usize>, then: Then) {
+    if then == Then::Close {
+        let _ = conn.shutdown().await;
+    }
+    let mut chunk = vec![0u8; 4096];
+    let until = tokio::time::Instant::now() + HOLD;
+    while let Ok(Ok(n)) = tokio::time::timeout_at(until, conn.read(&mut chunk)).await {
+        if n == 0 {
+            break;
+        }
+        if let (Some(r), Some(i)) = (reg, index) {
+            r.after_answer(i, &chunk[..n]);
+        }
+    }
+}
+
+/// Connects to a loopback target (names resolve only to loopback), or says why not as a response.
+async fn dial(target: &str) -> Result<TcpStream, String> {
+    let refuse = |status: &str, error: &str, details: String| {
+        format!(
+            "HTTP/1.1 {status}\r\nProxy-Status: connect-harness-parent; error={error}; details=\"{details}\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let Some((host, port)) = target.rsplit_once(':').and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?))) else {
+        return Err(refuse("400 Bad Request", "http_request_error", format!("no port in {target}")));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ips: Vec<IpAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) if host.eq_ignore_ascii_case("localhost") => vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        Err(_) => match tokio::net::lookup_host((host, port)).await {
+            Ok(addrs) => addrs.map(|a| a.ip()).collect(),
+            Err(_) => return Err(refuse("502 Bad Gateway", "dns_error", format!("{host} does not resolve"))),
+        },
+    };
+    let Some(ip) = ips.into_iter().find(IpAddr::is_loopback) else {
+        return Err(refuse("403 Forbidden", "destination_ip_prohibited", "the parent tunnels to loopback only".into()));
+    };
+    match timeout(Duration::from_secs(5), TcpStream::connect((ip, port))).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(refuse("502 Bad Gateway", "connection_refused", format!("{ip}:{port} refused the connection")))
+        }
+        _ => Err(refuse("504 Gateway Timeout", "connection_timeout", format!("{ip}:{port} did not answer"))),
+    }
+}
+
+/// Tunnels to the target after a scripted 2xx (a refusal to connect just closes: the 2xx is already out).
+async fn tunnel(conn: TcpStream, target: &str, early: Vec<u8>) {
+    if let Ok(up) = dial(target).await {
+        relay(conn, up, early).await;
+    }
+}
+
+/// Relays both ways with half-close, until both directions end (at most [`MAX_TUNNEL`]).
+async fn relay(mut conn: TcpStream, mut up: TcpStream, early: Vec<u8>) {
+    if !early.is_empty() && up.write_all(&early).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(MAX_TUNNEL, tokio::io::copy_bidirectional(&mut conn, &mut up)).await;
+}
