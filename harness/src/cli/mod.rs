@@ -519,17 +519,8 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
         origin_ports: args.origin_ports.clone(),
         ..Settings::default()
     };
-    // The preflight: what the proxy's policy allows; stop here when even the IPv4 tunnel is refused.
-    let pre = crate::preflight::run(&endpoints, &settings, &pool).await;
-    if let Some(message) = pre.blocked() {
-        put.shutdown().await;
-        let mut m = message;
-        for p in &pre.probes {
-            m.push_str(&format!("  preflight {p}\n"));
-        }
-        return Err(cannot_run(m.trim_end().to_string()));
-    }
-    settings.preflight = Some(Arc::new(pre));
+    // The parent first: a proxy under test configured with it reaches nothing (not even the preflight's origin)
+    // until it listens.
     let (chained, chained_proxy) = match chained_setup(args, &endpoints).await {
         Ok(c) => c,
         Err(e) => {
@@ -537,6 +528,20 @@ pub async fn run(args: &RunArgs, out: Box<dyn Write + Send>, stdout_is_tty: bool
             return Err(e);
         }
     };
+    // The preflight: what the proxy's policy allows; stop here when even the IPv4 tunnel is refused.
+    let pre = crate::preflight::run(&endpoints, &settings, &pool).await;
+    if let Some(message) = pre.blocked() {
+        put.shutdown().await;
+        if let Some(p) = chained_proxy {
+            p.shutdown().await;
+        }
+        let mut m = message;
+        for p in &pre.probes {
+            m.push_str(&format!("  preflight {p}\n"));
+        }
+        return Err(cannot_run(m.trim_end().to_string()));
+    }
+    settings.preflight = Some(Arc::new(pre));
     let spec = RunSpec {
         chained,
         scenarios,
