@@ -442,4 +442,21 @@ mod tests {
         assert!(args(&["--name", "bad name"]).resolve().is_err());
         assert!(toml::from_str::<FileConfig>("unknown_key = 1").is_err());
     }
+
+    #[test]
+    fn upstream_settings() {
+        let r = args(&["--upstream", "http://127.0.0.1:3128", "--upstream-user", "me:pw", "--upstream-direct", ".lan"])
+            .resolve()
+            .unwrap();
+        let up = r.config.upstream.unwrap();
+        assert_eq!((up.host.as_str(), up.port, up.credentials.as_deref()), ("127.0.0.1", 3128, Some("me:pw")));
+        let err = |a: &[&str]| args(a).resolve().unwrap_err().to_string();
+        assert!(err(&["--upstream", "https://parent.test:8443"]).contains("--upstream-cacert"));
+        assert!(err(&["--upstream", "http://parent.test"]).contains("explicit port"));
+        assert!(err(&["--upstream", "http://p.test:1", "--upstream-user", "nocolon"]).contains("user:password"));
+        assert!(err(&["--upstream", "http://p.test:1", "--upstream-direct", "bad rule!"]).contains("upstream_direct"));
+        assert!(Args::try_parse_from(["p", "--upstream-user", "a:b"]).is_err(), "needs --upstream");
+        let file: FileConfig = toml::from_str("upstream_user = \"a:b\"").unwrap();
+        assert!(Args::default().merge(file).is_err());
+    }
 }
