@@ -422,12 +422,22 @@ async fn chained_setup(
     {
         return Err(usage("--upstream-proxy-credentials must be USER:PASS"));
     }
+    // A loop goes back to the chained proxy's plain listener, as a client would reach it.
+    let loop_to = |endpoints: &[crate::exec::ProxyEndpoint]| {
+        endpoints
+            .iter()
+            .find(|e| e.transport == scenario::Transport::Plain)
+            .map(|e| crate::origin::parent::LoopTarget { addr: e.addr, client_credentials: args.proxy_user.clone() })
+    };
     match (&args.proxy, args.upstream_proxy_port) {
         (Some(_), None) => Ok((None, None)),
         (Some(_), Some(port)) => {
             let parent = Parent::start(at(port), args.upstream_proxy_credentials.clone())
                 .await
                 .map_err(|e| cannot_run(format!("--upstream-proxy-port: {e}")))?;
+            if let Some(t) = loop_to(endpoints) {
+                parent.set_loop_target(t);
+            }
             Ok((Some(runner::Chained { parent, endpoints: endpoints.to_vec() }), None))
         }
         (None, port) => {
@@ -436,6 +446,9 @@ async fn chained_setup(
                 Parent::start(at(port.unwrap_or(0)), Some(creds)).await.map_err(|e| cannot_run(e.to_string()))?;
             let config = proxy::embedded_config(args.proxy_user.as_deref())?;
             let (running, endpoints) = proxy::start_chained_reference(config, &parent).await?;
+            if let Some(t) = loop_to(&endpoints) {
+                parent.set_loop_target(t);
+            }
             Ok((Some(runner::Chained { parent, endpoints }), Some(running)))
         }
     }

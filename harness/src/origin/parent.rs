@@ -43,8 +43,9 @@ pub struct ParentScript {
     /// After a non-2xx `respond`: "close" (default) or "hold" (keep the connection open, recording what comes).
     #[serde(default)]
     pub then: Then,
-    /// Instead of answering: "close" (read the CONNECT, close without a word), "reset" (RST), or "silence" (say
-    /// nothing and hold the connection open).
+    /// Instead of answering: "close" (read the CONNECT, close without a word), "reset" (RST), "silence" (say
+    /// nothing and hold the connection open), or "loop" (send the CONNECT back to the proxy under test, as its
+    /// client, and relay whatever follows: a proxy loop; after four rounds the parent answers 508 itself).
     #[serde(default)]
     pub action: Option<Action>,
 }
@@ -63,7 +64,12 @@ pub enum Action {
     Close,
     Reset,
     Silence,
+    Loop,
 }
+
+/// Rounds of a loop after which the parent stops it (508), so a proxy that does not detect loops cannot make one
+/// run forever.
+pub const MAX_LOOP_ROUNDS: usize = 4;
 
 /// One CONNECT the parent received.
 #[derive(Debug, Clone, Default)]
@@ -137,7 +143,18 @@ pub struct Parent {
     registry: Registry,
     /// `user:password` the proxy under test must present (Basic); `None` accepts any CONNECT.
     credentials: Option<String>,
+    /// Where a looped CONNECT goes (the proxy under test's plain listener) and the client credentials it needs.
+    loop_to: Arc<Mutex<Option<LoopTarget>>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The proxy under test, as the parent reaches it to make a loop.
+#[derive(Debug, Clone)]
+pub struct LoopTarget {
+    pub addr: SocketAddr,
+    /// `user:password` a client of the proxy under test presents (`--proxy-user`), put in place of the
+    /// credentials the proxy presented to the parent, so the looped CONNECT is refused for the loop, not for them.
+    pub client_credentials: Option<String>,
 }
 
 impl Drop for Parent {
@@ -162,8 +179,9 @@ impl Parent {
         let registry: Registry = Arc::default();
         let expected =
             credentials.as_ref().map(|c| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c)));
-        let task = tokio::spawn(serve(listener, registry.clone(), expected));
-        Ok(Arc::new(Parent { addr, registry, credentials, task }))
+        let loop_to: Arc<Mutex<Option<LoopTarget>>> = Arc::default();
+        let task = tokio::spawn(serve(listener, registry.clone(), expected, loop_to.clone()));
+        Ok(Arc::new(Parent { addr, registry, credentials, loop_to, task }))
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -172,6 +190,11 @@ impl Parent {
 
     pub fn credentials(&self) -> Option<&str> {
         self.credentials.as_deref()
+    }
+
+    /// Where `action = "loop"` sends the CONNECT back (without it, a loop script answers 502).
+    pub fn set_loop_target(&self, target: LoopTarget) {
+        *self.loop_to.lock().expect("parent loop target") = Some(target);
     }
 
     /// Claims the CONNECTs to these ports for one scenario, until the lease is dropped.
@@ -209,7 +232,12 @@ impl Drop for ParentLease {
     }
 }
 
-async fn serve(listener: TcpListener, registry: Registry, expected: Option<String>) {
+async fn serve(
+    listener: TcpListener,
+    registry: Registry,
+    expected: Option<String>,
+    loop_to: Arc<Mutex<Option<LoopTarget>>>,
+) {
     let expected = Arc::new(expected);
     loop {
         let Ok((conn, _)) = listener.accept().await else {
@@ -218,8 +246,9 @@ async fn serve(listener: TcpListener, registry: Registry, expected: Option<Strin
         };
         let registry = registry.clone();
         let expected = expected.clone();
+        let loop_to = loop_to.lock().expect("parent loop target").clone();
         tokio::spawn(async move {
-            handle(conn, registry, expected.as_deref()).await;
+            handle(conn, registry, expected.as_deref(), loop_to).await;
         });
     }
 }
@@ -229,7 +258,7 @@ fn target_port(target: &str) -> Option<u16> {
     target.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
 }
 
-async fn handle(mut conn: TcpStream, registry: Registry, expected: Option<&str>) {
+async fn handle(mut conn: TcpStream, registry: Registry, expected: Option<&str>, loop_to: Option<LoopTarget>) {
     let _ = conn.set_nodelay(true);
     let mut buf = Vec::with_capacity(1024);
     let mut parser = HeadParser::new(Limits::default());
@@ -271,6 +300,7 @@ async fn handle(mut conn: TcpStream, registry: Registry, expected: Option<&str>)
     let target = record.target.clone();
     let index = reg.as_ref().map(|r| r.record(record));
     let early = buf.split_off(head_len);
+    let head = buf;
     if !authorised {
         let answer = b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"connect-harness-parent\"\r\nProxy-Status: connect-harness-parent; error=http_request_denied; details=\"credentials of the proxy under test expected\"\r\nContent-Length: 0\r\n\r\n";
         let _ = conn.write_all(answer).await;
@@ -283,6 +313,20 @@ async fn handle(mut conn: TcpStream, registry: Registry, expected: Option<&str>)
             let _ = socket2::SockRef::from(&conn).set_linger(Some(Duration::ZERO));
         }
         (Some(Action::Silence), _) => hold(conn, reg.as_deref(), index, Then::Hold).await,
+        (Some(Action::Loop), _) => {
+            let rounds = reg.as_ref().map_or(0, |r| r.requests().len());
+            match loop_to {
+                Some(to) if rounds <= MAX_LOOP_ROUNDS => loop_back(conn, &to, &head, early).await,
+                Some(_) => {
+                    let answer = "HTTP/1.1 508 Loop Detected\r\nProxy-Status: connect-harness-parent; error=proxy_loop_detected; details=\"the parent stopped a loop the proxy under test did not\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                }
+                None => {
+                    let answer = "HTTP/1.1 502 Bad Gateway\r\nProxy-Status: connect-harness-parent; error=proxy_configuration_error; details=\"no loop target: the parent does not know the proxy under test's plain address\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                }
+            }
+        }
         (None, Some(answer)) => {
             let success = answer.starts_with("HTTP/1.1 2") || answer.starts_with("HTTP/1.0 2");
             if conn.write_all(answer.as_bytes()).await.is_err() {
@@ -310,6 +354,38 @@ async fn handle(mut conn: TcpStream, registry: Registry, expected: Option<&str>)
             }
         },
     }
+}
+
+/// Sends the CONNECT back to the proxy under test (as its client: the proxy's credentials for the parent
+/// replaced by the client's) and relays both ways: the proxy's answer becomes the parent's.
+async fn loop_back(mut conn: TcpStream, to: &LoopTarget, head: &[u8], early: Vec<u8>) {
+    let Ok(Ok(mut back)) = timeout(Duration::from_secs(5), TcpStream::connect(to.addr)).await else {
+        let _ = conn.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+        return;
+    };
+    let mut request = as_client(head, to.client_credentials.as_deref());
+    request.extend_from_slice(&early);
+    if back.write_all(&request).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(HOLD, tokio::io::copy_bidirectional(&mut conn, &mut back)).await;
+}
+
+/// A request head with its Proxy-Authorization lines replaced by the client's credentials (or removed).
+fn as_client(head: &[u8], credentials: Option<&str>) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    let mut lines: Vec<String> = text
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("proxy-authorization:"))
+        .map(str::to_owned)
+        .collect();
+    // The head ends with "\r\n\r\n": the last two split pieces are empty.
+    if let Some(c) = credentials {
+        let at = lines.len().saturating_sub(2);
+        let token = base64::engine::general_purpose::STANDARD.encode(c);
+        lines.insert(at, format!("Proxy-Authorization: Basic {token}"));
+    }
+    lines.join("\r\n").into_bytes()
 }
 
 /// Keeps the connection (when `Hold`) and records what arrives, until EOF or the hold time.
@@ -373,4 +449,19 @@ async fn relay(mut conn: TcpStream, mut up: TcpStream, early: Vec<u8>) {
         return;
     }
     let _ = tokio::time::timeout(MAX_TUNNEL, tokio::io::copy_bidirectional(&mut conn, &mut up)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_looped_request_carries_the_clients_credentials_not_the_proxys() {
+        let head = b"CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\nVia: 1.1 p\r\nProxy-Authorization: Basic cGFyZW50\r\n\r\n";
+        let out = String::from_utf8(as_client(head, Some("u:p"))).unwrap();
+        assert_eq!(out, "CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\nVia: 1.1 p\r\nProxy-Authorization: Basic dTpw\r\n\r\n");
+        let out = String::from_utf8(as_client(head, None)).unwrap();
+        assert_eq!(out, "CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\nVia: 1.1 p\r\n\r\n");
+        assert_eq!(target_port("[::1]:8080"), Some(8080));
+    }
 }

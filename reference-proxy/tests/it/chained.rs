@@ -15,11 +15,8 @@ async fn pair(tls: bool, parent_name: &str) -> (reference_proxy::RunningProxy, r
     auth.add("child:secret").unwrap();
     pcfg.auth = Some(auth);
     let parent = start(pcfg).await;
-    let url = if tls {
-        format!("https://{}", parent.tls_addrs()[0])
-    } else {
-        format!("http://{}", parent.plain_addrs()[0])
-    };
+    let url =
+        if tls { format!("https://{}", parent.tls_addrs()[0]) } else { format!("http://{}", parent.plain_addrs()[0]) };
     let mut up = Upstream::parse(&url).unwrap();
     up.ca_pem = parent.ca_cert_pem().map(str::to_owned);
     up.credentials = Some("child:secret".into());
@@ -101,4 +98,23 @@ async fn a_parent_with_our_own_name_is_a_loop() {
     let (status, head, _) = exchange(&child, req.as_bytes()).await;
     assert_eq!(status, 502, "{head}");
     assert!(field(&head, "proxy-status").unwrap().contains("error=proxy_loop_detected"), "{head}");
+}
+
+#[tokio::test]
+async fn direct_rules_bypass_the_parent() {
+    // The parent is a closed port: anything sent through it fails; the direct network still tunnels.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut up = Upstream::parse(&format!("http://{closed}")).unwrap();
+    up.direct = vec!["127.0.0.0/8".parse().unwrap()];
+    let mut ccfg = config();
+    ccfg.upstream = Some(up);
+    let child = start(ccfg).await;
+    let echo = echo_server().await;
+    echo_through(&child, &echo.to_string()).await;
+    // origin.test is not under a direct suffix: it goes to the (closed) parent, a 502 naming it as next hop.
+    let req = format!("CONNECT origin.test:{0} HTTP/1.1\r\nHost: origin.test:{0}\r\n\r\n", echo.port());
+    let (status, head, _) = exchange(&child, req.as_bytes()).await;
+    assert_eq!(status, 502, "{head}");
+    let ps = field(&head, "proxy-status").unwrap();
+    assert!(ps.contains("error=connection_refused") && ps.contains(&format!("next-hop=\"http://{closed}\"")), "{ps}");
 }
