@@ -83,6 +83,11 @@ fn skip_reason(loaded: &Loaded, transport: Transport, spec: &RunSpec, pool: &Poo
                 .into(),
         );
     }
+    if s.needs.contains(&Needs::UpstreamCredentials)
+        && spec.chained.as_ref().is_some_and(|c| c.parent.credentials().is_none())
+    {
+        return Some("needs the credentials the proxy presents to its parent (--upstream-proxy-credentials)".into());
+    }
     if !endpoints_for(s, spec).iter().any(|e| e.transport == transport) {
         return Some(format!("the proxy under test has no {} transport", transport.as_str()));
     }

@@ -157,8 +157,8 @@ pub struct RunArgs {
     /// this is given). See the README, "Chained proxies", for Squid, Apache and tinyproxy configuration lines.
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub upstream_proxy_port: Option<u16>,
-    /// USER:PASS the proxy under test presents to its parent: the harness's parent then demands exactly these
-    /// (407 otherwise). Without it the parent accepts any CONNECT.
+    /// USER:PASS the proxy under test presents to its parent: chained/11.7.2/own-credentials-presented checks
+    /// that the parent receives exactly these (the parent never refuses a CONNECT for them).
     #[arg(long, value_name = "USER:PASS", requires = "upstream_proxy_port")]
     pub upstream_proxy_credentials: Option<String>,
     /// Scenarios run at once (they are I/O-bound, so this may exceed the core count).

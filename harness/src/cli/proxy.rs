@@ -91,8 +91,8 @@ pub fn embedded_config(proxy_user: Option<&str>) -> Result<reference_proxy::Prox
     Ok(config)
 }
 
-/// The credentials the embedded reference proxy's chained instance presents to the harness's parent (which
-/// then demands them), so the chained scenarios also show that the proxy's own credentials are used.
+/// The credentials the embedded reference proxy's chained instance presents to the harness's parent, so that
+/// chained/11.7.2/own-credentials-presented runs in the main job.
 pub const EMBEDDED_PARENT_CREDENTIALS: &str = "reference-proxy:parent-secret";
 
 /// Starts a reference proxy whose CONNECTs go through the harness's parent proxy, with the parent's expected

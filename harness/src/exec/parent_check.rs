@@ -69,7 +69,12 @@ pub(super) async fn parent_check(st: &mut State<'_>, index: usize, c: &ParentChe
             lease.parent().addr()
         )),
         None => {}
-        Some(r) => check_request(r, c, target.as_deref(), never.as_deref(), &mut problems),
+        Some(r) => {
+            check_request(r, c, target.as_deref(), never.as_deref(), &mut problems);
+            if c.own_credentials {
+                own_credentials(r, lease.parent().credentials(), &mut problems);
+            }
+        }
     }
     let evidence = match got.len() {
         0 => "the parent received nothing".to_string(),
@@ -80,6 +85,28 @@ pub(super) async fn parent_check(st: &mut State<'_>, index: usize, c: &ParentChe
         report(StepResult::Passed, evidence)
     } else {
         report(StepResult::Mismatch, format!("{}; {evidence}", problems.join("; ")))
+    }
+}
+
+/// Whether the CONNECT carries exactly the configured credentials (Basic), and nothing else for Proxy-Authorization.
+fn own_credentials(r: &ParentRequest, configured: Option<&str>, problems: &mut Vec<String>) {
+    use base64::Engine as _;
+    let Some(creds) = configured else {
+        problems.push("no --upstream-proxy-credentials to compare with".into());
+        return;
+    };
+    let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds));
+    let got: Vec<&str> = r.values("proxy-authorization").collect();
+    if got != [want.as_str()] {
+        let user = creds.split(':').next().unwrap_or_default();
+        let what = match got.len() {
+            0 => "none".to_string(),
+            1 => "other credentials".to_string(),
+            n => format!("{n} Proxy-Authorization fields"),
+        };
+        problems.push(format!(
+            "expected the configured credentials of {user:?} (--upstream-proxy-credentials), got {what}"
+        ));
     }
 }
 

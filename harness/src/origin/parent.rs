@@ -5,8 +5,8 @@
 //! the scenario scripted: a tunnel (the default), a response of any bytes, closing without an answer, a reset
 //! or silence. A CONNECT belongs to the scenario whose origins own its target's port (origin sets never share
 //! ports while they run), so parallel scenarios never see each other's requests; a CONNECT for any other port
-//! is tunnelled like a plain correct proxy would (to loopback only). When the run says what credentials the
-//! proxy under test presents to its parent, the parent demands exactly those (407 otherwise).
+//! is tunnelled like a plain correct proxy would (to loopback only). The parent never demands credentials; when
+//! the run says which ones the proxy under test presents, one scenario checks that it does.
 
 use std::{
     collections::HashMap,
@@ -141,7 +141,9 @@ type Registry = Arc<Mutex<HashMap<u16, Arc<Registration>>>>;
 pub struct Parent {
     addr: SocketAddr,
     registry: Registry,
-    /// `user:password` the proxy under test must present (Basic); `None` accepts any CONNECT.
+    /// `user:password` the proxy under test is configured to present (Basic), for the credentials scenario. The
+    /// parent never refuses a CONNECT for its credentials: a mismatch would turn every chained scenario into a
+    /// failure that is really a configuration problem; chained/11.7.2/own-credentials-presented judges it once.
     credentials: Option<String>,
     /// Where a looped CONNECT goes (the proxy under test's plain listener) and the client credentials it needs.
     loop_to: Arc<Mutex<Option<LoopTarget>>>,
@@ -177,10 +179,8 @@ impl Parent {
         let listener = TcpListener::bind(addr).await.map_err(|source| ParentError { addr, source })?;
         let addr = listener.local_addr().map_err(|source| ParentError { addr, source })?;
         let registry: Registry = Arc::default();
-        let expected =
-            credentials.as_ref().map(|c| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c)));
         let loop_to: Arc<Mutex<Option<LoopTarget>>> = Arc::default();
-        let task = tokio::spawn(serve(listener, registry.clone(), expected, loop_to.clone()));
+        let task = tokio::spawn(serve(listener, registry.clone(), loop_to.clone()));
         Ok(Arc::new(Parent { addr, registry, credentials, loop_to, task }))
     }
 
@@ -232,23 +232,16 @@ impl Drop for ParentLease {
     }
 }
 
-async fn serve(
-    listener: TcpListener,
-    registry: Registry,
-    expected: Option<String>,
-    loop_to: Arc<Mutex<Option<LoopTarget>>>,
-) {
-    let expected = Arc::new(expected);
+async fn serve(listener: TcpListener, registry: Registry, loop_to: Arc<Mutex<Option<LoopTarget>>>) {
     loop {
         let Ok((conn, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let registry = registry.clone();
-        let expected = expected.clone();
         let loop_to = loop_to.lock().expect("parent loop target").clone();
         tokio::spawn(async move {
-            handle(conn, registry, expected.as_deref(), loop_to).await;
+            handle(conn, registry, loop_to).await;
         });
     }
 }
@@ -258,7 +251,7 @@ fn target_port(target: &str) -> Option<u16> {
     target.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
 }
 
-async fn handle(mut conn: TcpStream, registry: Registry, expected: Option<&str>, loop_to: Option<LoopTarget>) {
+async fn handle(mut conn: TcpStream, registry: Registry, loop_to: Option<LoopTarget>) {
     let _ = conn.set_nodelay(true);
     let mut buf = Vec::with_capacity(1024);
     let mut parser = HeadParser::new(Limits::default());
@@ -295,18 +288,11 @@ async fn handle(mut conn: TcpStream, registry: Registry, expected: Option<&str>,
         }
     };
     let reg = target_port(&record.target).and_then(|p| registry.lock().expect("parent registry").get(&p).cloned());
-    let authorised = expected.is_none_or(|want| record.values("proxy-authorization").any(|v| v == want));
     let script = reg.as_ref().map(|r| r.script.clone()).unwrap_or_default();
     let target = record.target.clone();
     let index = reg.as_ref().map(|r| r.record(record));
     let early = buf.split_off(head_len);
     let head = buf;
-    if !authorised {
-        let answer = b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"connect-harness-parent\"\r\nProxy-Status: connect-harness-parent; error=http_request_denied; details=\"credentials of the proxy under test expected\"\r\nContent-Length: 0\r\n\r\n";
-        let _ = conn.write_all(answer).await;
-        hold(conn, reg.as_deref(), index, Then::Hold).await;
-        return;
-    }
     match (script.action, script.respond) {
         (Some(Action::Close), _) => {}
         (Some(Action::Reset), _) => {

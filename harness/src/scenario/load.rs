@@ -365,7 +365,7 @@ pub fn validate(s: &Scenario) -> Vec<(String, String)> {
             Step::Parent(c) if !c.checks_something() => errs.push((
                 p,
                 "a parent check needs at least one of connects, target, present, absent, fields, never_contains, \
-                 nothing_after_answer"
+                 nothing_after_answer, own_credentials"
                     .into(),
             )),
             Step::Parent(_) if !s.needs.contains(&crate::scenario::Needs::Upstream) => {

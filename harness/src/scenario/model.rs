@@ -60,6 +60,9 @@ pub enum Needs {
     /// A proxy under test that sends its CONNECTs to the harness's instrumented parent proxy
     /// (`--upstream-proxy-port`; the embedded reference proxy runs a chained instance of its own).
     Upstream,
+    /// The credentials the chained proxy presents to its parent (`--upstream-proxy-credentials`; the embedded
+    /// reference proxy's chained instance has its own).
+    UpstreamCredentials,
 }
 
 /// The server name the client puts in its TLS ClientHello to the proxy.

@@ -553,6 +553,10 @@ pub struct ParentCheck {
     /// Nothing reached the parent after its (non-2xx) answer.
     #[serde(default)]
     pub nothing_after_answer: bool,
+    /// The first CONNECT carries the credentials the proxy under test is configured to present to its parent
+    /// (`--upstream-proxy-credentials`; the scenario needs "upstream-credentials").
+    #[serde(default)]
+    pub own_credentials: bool,
     /// Judge a mismatch at this level instead of the scenario's.
     #[serde(default)]
     pub level: Option<Level>,
@@ -569,5 +573,6 @@ impl ParentCheck {
             || !self.fields.is_empty()
             || self.never_contains.is_some()
             || self.nothing_after_answer
+            || self.own_credentials
     }
 }
