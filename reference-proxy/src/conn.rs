@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub stalled_until: std::sync::Mutex<Option<Instant>>,
     /// TLS to the parent proxy, when `--upstream https://…`.
     pub upstream_tls: Option<tokio_rustls::TlsConnector>,
+    /// The comment of this process's Via member: seeing it in a request's Via is a loop.
+    pub via_token: String,
 }
 
 impl Shared {
@@ -240,6 +242,11 @@ async fn connect_request(
             return Err(None);
         }
     };
+    // A Via that carries this process's own member: the request came round (RFC 9110 §7.6.3, RFC 9209 §2.3.32).
+    if hooks.detect_loops() && upstream::is_loop(&req.via, &shared.via_token) {
+        let details = format!("Via already carries this proxy's member ({}), or too many hops: a loop", config.name);
+        return Err(Some(ErrorResponse::new(502, ErrorType::ProxyLoopDetected, details)));
+    }
     let early_200 = hooks.respond_before_connect();
     if early_200 {
         write_response(client, hooks.success_head(), config).await;

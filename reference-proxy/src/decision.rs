@@ -151,10 +151,6 @@ pub(crate) fn decide(req: &Request, sni: Option<&str>, config: &ProxyConfig, hoo
             return Decision::Refuse(hooks.auth_refusal(refusal, auth.challenge()));
         }
     }
-    if hooks.detect_loops() && crate::upstream::is_loop(&req.via, &config.name) {
-        let details = format!("Via already names {} (or lists too many hops): a proxy loop", config.name);
-        return Decision::Refuse(ErrorResponse::new(502, ErrorType::ProxyLoopDetected, details));
-    }
     let dest = hooks.destination(req, sni, Destination { host: req.host.clone(), port: req.port });
     if let Some(refusal) = hooks.refuse_port(dest.port) {
         return Decision::Refuse(refusal);

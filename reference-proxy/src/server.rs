@@ -144,6 +144,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     };
     let shared = Arc::new(Shared {
         upstream_tls,
+        via_token: crate::upstream::via_token(),
         resolver: Resolver::new(config.resolver.clone()),
         config,
         own_addrs,

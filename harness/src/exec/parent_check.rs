@@ -25,22 +25,31 @@ pub(super) async fn parent_check(st: &mut State<'_>, index: usize, c: &ParentChe
         return report(StepResult::Error, "no instrumented parent proxy in this run".into());
     };
     let expanded = {
-        let expand = |t: &Option<String>| t.as_deref().map(|t| st.expand(t)).transpose();
-        (expand(&c.target), expand(&c.never_contains))
+        let target = c.target.as_deref().map(|t| st.expand(t)).transpose();
+        let never = c.never_contains.iter().map(|t| st.expand(t)).collect::<Result<Vec<_>, _>>();
+        (target, never)
     };
     let (target, never) = match expanded {
         (Ok(t), Ok(n)) => (t, n),
         (Err(e), _) | (_, Err(e)) => return report(StepResult::Error, e),
     };
+    if lease.reg.script.action == Some(crate::origin::parent::Action::Loop) && !lease.parent().has_loop_target() {
+        return report(
+            StepResult::Error,
+            "the parent cannot make a loop: it knows no plain listener of the proxy under test".into(),
+        );
+    }
     let reg = &lease.reg;
     let deadline = st.deadline(c.timeout_ms);
-    let want = c.connects.unwrap_or(1).max(1) as usize;
-    // Wait for the CONNECTs (or the deadline), then a grace for an extra one or for late bytes.
+    // Wait for the CONNECTs (or the deadline; for "none", only the grace), then a grace for an extra one or for
+    // late bytes.
+    let want = c.connects.unwrap_or(1) as usize;
+    let deadline = if want == 0 { deadline.min(Instant::now() + GRACE) } else { deadline };
     loop {
         let notified = reg.changed();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if reg.requests().len() >= want || timeout_at(deadline, notified).await.is_err() {
+        if (want > 0 && reg.len() >= want) || timeout_at(deadline, notified).await.is_err() {
             break;
         }
     }
@@ -51,16 +60,17 @@ pub(super) async fn parent_check(st: &mut State<'_>, index: usize, c: &ParentChe
     let got = reg.requests();
     let mut problems = Vec::new();
     if let Some(n) = c.connects
-        && got.len() != n as usize
+        && reg.len() != n as usize
     {
-        problems.push(format!("the parent received {} CONNECTs for this scenario, expected {n}", got.len()));
+        problems.push(format!("the parent received {} CONNECTs for this scenario, expected {n}", reg.len()));
     }
     let checks_first = target.is_some()
         || !c.present.is_empty()
         || !c.absent.is_empty()
         || !c.fields.is_empty()
-        || never.as_ref().is_some_and(|n| !n.is_empty())
-        || c.nothing_after_answer;
+        || never.iter().any(|n| !n.is_empty())
+        || c.nothing_after_answer
+        || c.own_credentials;
     let first = got.first();
     match first {
         None if checks_first => problems.push(format!(
@@ -70,13 +80,14 @@ pub(super) async fn parent_check(st: &mut State<'_>, index: usize, c: &ParentChe
         )),
         None => {}
         Some(r) => {
-            check_request(r, c, target.as_deref(), never.as_deref(), &mut problems);
+            check_request(r, c, target.as_deref(), &never, &mut problems);
             if c.own_credentials {
                 own_credentials(r, lease.parent().credentials(), &mut problems);
             }
         }
     }
-    let evidence = match got.len() {
+    let total = reg.len();
+    let evidence = match total {
         0 => "the parent received nothing".to_string(),
         1 => format!("the parent received: {}", got[0].shown()),
         n => format!("the parent received {n} CONNECTs; the first: {}", got[0].shown()),
@@ -95,9 +106,12 @@ fn own_credentials(r: &ParentRequest, configured: Option<&str>, problems: &mut V
         problems.push("no --upstream-proxy-credentials to compare with".into());
         return;
     };
-    let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds));
+    let token = base64::engine::general_purpose::STANDARD.encode(creds);
     let got: Vec<&str> = r.values("proxy-authorization").collect();
-    if got != [want.as_str()] {
+    // The scheme name is case-insensitive (RFC 9110 §11.1), the token is not.
+    let matches =
+        |v: &str| v.split_once(' ').is_some_and(|(s, t)| s.eq_ignore_ascii_case("basic") && t.trim() == token);
+    if !(got.len() == 1 && matches(got[0])) {
         let user = creds.split(':').next().unwrap_or_default();
         let what = match got.len() {
             0 => "none".to_string(),
@@ -115,9 +129,12 @@ fn check_request(
     r: &ParentRequest,
     c: &ParentCheck,
     target: Option<&[u8]>,
-    never: Option<&[u8]>,
+    never: &[Vec<u8>],
     problems: &mut Vec<String>,
 ) {
+    if let Some(why) = &r.malformed {
+        problems.push(format!("the parent could not parse the CONNECT it received: {why}"));
+    }
     if let Some(t) = target
         && r.target.as_bytes() != t
     {
@@ -140,11 +157,19 @@ fn check_request(
             problems.push(format!("{name} was {shown}, expected it to contain {text:?}"));
         }
     }
-    if let Some(n) = never.filter(|n| !n.is_empty()) {
+    for n in never.iter().filter(|n| !n.is_empty()) {
         let n = String::from_utf8_lossy(n);
         if r.shown().to_ascii_lowercase().contains(&n.trim().to_ascii_lowercase()) {
             problems.push(format!("the CONNECT contains {:?}", n.trim()));
         }
+    }
+    if c.nothing_after_answer && r.before_answer_len > 0 {
+        problems.push(format!(
+            "{} bytes of the client's reached the parent with the CONNECT, before its answer (forwarded \
+             optimistically): {}",
+            r.before_answer_len,
+            crate::escape::escape(&r.before_answer, 200)
+        ));
     }
     if c.nothing_after_answer && r.after_answer_len > 0 {
         problems.push(format!(
@@ -170,7 +195,8 @@ mod tests {
 
     fn problems(r: &ParentRequest, c: &ParentCheck, target: Option<&str>, never: Option<&str>) -> Vec<String> {
         let mut p = Vec::new();
-        check_request(r, c, target.map(str::as_bytes), never.map(str::as_bytes), &mut p);
+        let never: Vec<Vec<u8>> = never.iter().map(|n| n.as_bytes().to_vec()).collect();
+        check_request(r, c, target.map(str::as_bytes), &never, &mut p);
         p
     }
 

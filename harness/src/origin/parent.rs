@@ -78,9 +78,17 @@ pub struct ParentRequest {
     pub request_line: String,
     pub target: String,
     pub fields: Vec<(String, String)>,
+    /// Bytes of the client's that came with the CONNECT, before any answer (forwarded optimistically), when the
+    /// answer was not a 2xx (the first [`KEEP_AFTER`]), and how many in all.
+    pub before_answer: Vec<u8>,
+    pub before_answer_len: u64,
     /// Bytes that arrived after a non-2xx answer (the first [`KEEP_AFTER`]), and how many in all.
     pub after_answer: Vec<u8>,
     pub after_answer_len: u64,
+    /// The head did not parse as a request: why (the request line names the port, so it is still recorded).
+    pub malformed: Option<String>,
+    /// `action = "loop"`: the status line the proxy under test answered the looped CONNECT with.
+    pub looped_answer: Option<String>,
 }
 
 impl ParentRequest {
@@ -95,21 +103,41 @@ impl ParentRequest {
         for (n, v) in &self.fields {
             s.push_str(&format!(" | {n}: {v}"));
         }
+        if let Some(why) = &self.malformed {
+            s.push_str(&format!(" (not a valid request head: {why})"));
+        }
+        if let Some(a) = &self.looped_answer {
+            s.push_str(&format!(" (sent back to the proxy under test, which answered {a})"));
+        }
         s
     }
 }
+
+/// CONNECTs kept per scenario (more are counted, not kept): a proxy that floods its parent stays bounded.
+const KEPT_REQUESTS: usize = 16;
 
 /// A scenario's claim on the parent: its script and the CONNECTs it received.
 #[derive(Default)]
 pub struct Registration {
     pub script: ParentScript,
     requests: Mutex<Vec<ParentRequest>>,
+    count: std::sync::atomic::AtomicUsize,
     changed: Notify,
 }
 
 impl Registration {
+    /// The first [`KEPT_REQUESTS`] CONNECTs.
     pub fn requests(&self) -> Vec<ParentRequest> {
         self.requests.lock().expect("parent log").clone()
+    }
+
+    /// How many CONNECTs arrived in all.
+    pub fn len(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Resolves when something was recorded (create it before looking, then await).
@@ -117,19 +145,39 @@ impl Registration {
         self.changed.notified()
     }
 
-    fn record(&self, req: ParentRequest) -> usize {
+    /// Records a CONNECT; its index among the kept ones (`None` once the log is full).
+    fn record(&self, req: ParentRequest) -> Option<usize> {
         let mut all = self.requests.lock().expect("parent log");
-        all.push(req);
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let kept = (all.len() < KEPT_REQUESTS).then(|| {
+            all.push(req);
+            all.len() - 1
+        });
+        drop(all);
         self.changed.notify_waiters();
-        all.len() - 1
+        kept
     }
 
-    fn after_answer(&self, i: usize, bytes: &[u8]) {
+    /// Notes client bytes: with the CONNECT (`before` the answer) or after a non-2xx answer.
+    fn client_bytes(&self, i: usize, bytes: &[u8], before: bool) {
         let mut all = self.requests.lock().expect("parent log");
         if let Some(r) = all.get_mut(i) {
-            let room = KEEP_AFTER.saturating_sub(r.after_answer.len());
-            r.after_answer.extend_from_slice(&bytes[..bytes.len().min(room)]);
-            r.after_answer_len += bytes.len() as u64;
+            let (kept, len) = if before {
+                (&mut r.before_answer, &mut r.before_answer_len)
+            } else {
+                (&mut r.after_answer, &mut r.after_answer_len)
+            };
+            let room = KEEP_AFTER.saturating_sub(kept.len());
+            kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            *len += bytes.len() as u64;
+        }
+        drop(all);
+        self.changed.notify_waiters();
+    }
+
+    fn looped_answer(&self, i: usize, status_line: String) {
+        if let Some(r) = self.requests.lock().expect("parent log").get_mut(i) {
+            r.looped_answer = Some(status_line);
         }
         self.changed.notify_waiters();
     }
@@ -197,6 +245,10 @@ impl Parent {
         *self.loop_to.lock().expect("parent loop target") = Some(target);
     }
 
+    pub fn has_loop_target(&self) -> bool {
+        self.loop_to.lock().expect("parent loop target").is_some()
+    }
+
     /// Claims the CONNECTs to these ports for one scenario, until the lease is dropped.
     pub fn register(self: &Arc<Self>, ports: &[u16], script: ParentScript) -> ParentLease {
         let reg = Arc::new(Registration { script, ..Registration::default() });
@@ -232,8 +284,13 @@ impl Drop for ParentLease {
     }
 }
 
+/// Connections the parent serves at once; more wait in the listen queue (a flooding proxy stays bounded).
+const MAX_CONNECTIONS: usize = 512;
+
 async fn serve(listener: TcpListener, registry: Registry, loop_to: Arc<Mutex<Option<LoopTarget>>>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
         let Ok((conn, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
@@ -242,6 +299,7 @@ async fn serve(listener: TcpListener, registry: Registry, loop_to: Arc<Mutex<Opt
         let loop_to = loop_to.lock().expect("parent loop target").clone();
         tokio::spawn(async move {
             handle(conn, registry, loop_to).await;
+            drop(permit);
         });
     }
 }
@@ -255,12 +313,12 @@ async fn handle(mut conn: TcpStream, registry: Registry, loop_to: Option<LoopTar
     let _ = conn.set_nodelay(true);
     let mut buf = Vec::with_capacity(1024);
     let mut parser = HeadParser::new(Limits::default());
+    let head_deadline = tokio::time::Instant::now() + HOLD;
     let parsed = loop {
-        let n = match timeout(HOLD, conn.read_buf(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => n,
+        match tokio::time::timeout_at(head_deadline, conn.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
             _ => return,
-        };
-        let _ = n;
+        }
         match parser.advance(&buf) {
             Ok(Progress::Complete(len)) => break Ok(len),
             Ok(Progress::Partial) if buf.len() < 64 * 1024 => {}
@@ -281,8 +339,21 @@ async fn handle(mut conn: TcpStream, registry: Registry, loop_to: Option<LoopTar
             };
             (record, len)
         }
-        Err(_) => {
-            // A head that does not parse cannot name its scenario: answered 400, recorded nowhere.
+        Err(why) => {
+            // Recorded under the port its request line names (if any), then answered 400.
+            let line_end = buf.iter().position(|b| *b == b'\r' || *b == b'\n').unwrap_or(buf.len().min(512));
+            let line = &buf[..line_end];
+            let target = String::from_utf8_lossy(line).split(' ').nth(1).unwrap_or_default().to_string();
+            let record = ParentRequest {
+                request_line: crate::escape::escape(line, 512),
+                target: target.clone(),
+                malformed: Some(why),
+                ..ParentRequest::default()
+            };
+            let reg = target_port(&target).and_then(|p| registry.lock().expect("parent registry").get(&p).cloned());
+            if let Some(r) = reg {
+                r.record(record);
+            }
             let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
             return;
         }
@@ -290,7 +361,7 @@ async fn handle(mut conn: TcpStream, registry: Registry, loop_to: Option<LoopTar
     let reg = target_port(&record.target).and_then(|p| registry.lock().expect("parent registry").get(&p).cloned());
     let script = reg.as_ref().map(|r| r.script.clone()).unwrap_or_default();
     let target = record.target.clone();
-    let index = reg.as_ref().map(|r| r.record(record));
+    let index = reg.as_ref().and_then(|r| r.record(record));
     let early = buf.split_off(head_len);
     let head = buf;
     match (script.action, script.respond) {
@@ -302,7 +373,9 @@ async fn handle(mut conn: TcpStream, registry: Registry, loop_to: Option<LoopTar
         (Some(Action::Loop), _) => {
             let rounds = reg.as_ref().map_or(0, |r| r.requests().len());
             match loop_to {
-                Some(to) if rounds <= MAX_LOOP_ROUNDS => loop_back(conn, &to, &head, early).await,
+                Some(to) if rounds <= MAX_LOOP_ROUNDS => {
+                    loop_back(conn, &to, &head, early, reg.as_deref(), index).await
+                }
                 Some(_) => {
                     let answer = "HTTP/1.1 508 Loop Detected\r\nProxy-Status: connect-harness-parent; error=proxy_loop_detected; details=\"the parent stopped a loop the proxy under test did not\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
                     let _ = conn.write_all(answer.as_bytes()).await;
@@ -324,7 +397,7 @@ async fn handle(mut conn: TcpStream, registry: Registry, loop_to: Option<LoopTar
                 if let (Some(r), Some(i)) = (&reg, index)
                     && !early.is_empty()
                 {
-                    r.after_answer(i, &early);
+                    r.client_bytes(i, &early, true);
                 }
                 hold(conn, reg.as_deref(), index, script.then).await;
             }
@@ -344,7 +417,14 @@ async fn handle(mut conn: TcpStream, registry: Registry, loop_to: Option<LoopTar
 
 /// Sends the CONNECT back to the proxy under test (as its client: the proxy's credentials for the parent
 /// replaced by the client's) and relays both ways: the proxy's answer becomes the parent's.
-async fn loop_back(mut conn: TcpStream, to: &LoopTarget, head: &[u8], early: Vec<u8>) {
+async fn loop_back(
+    mut conn: TcpStream,
+    to: &LoopTarget,
+    head: &[u8],
+    early: Vec<u8>,
+    reg: Option<&Registration>,
+    index: Option<usize>,
+) {
     let Ok(Ok(mut back)) = timeout(Duration::from_secs(5), TcpStream::connect(to.addr)).await else {
         let _ = conn.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
         return;
@@ -352,6 +432,25 @@ async fn loop_back(mut conn: TcpStream, to: &LoopTarget, head: &[u8], early: Vec
     let mut request = as_client(head, to.client_credentials.as_deref());
     request.extend_from_slice(&early);
     if back.write_all(&request).await.is_err() {
+        return;
+    }
+    // The proxy's answer to the looped CONNECT is recorded (its status line), then everything is relayed.
+    let mut answer = Vec::new();
+    let until = tokio::time::Instant::now() + HOLD;
+    let mut chunk = [0u8; 2048];
+    while !answer.windows(2).any(|w| w == b"\r\n") && answer.len() < 16 * 1024 {
+        match tokio::time::timeout_at(until, back.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    if let (Some(r), Some(i)) = (reg, index) {
+        let line = answer.split(|b| *b == b'\r').next().unwrap_or_default();
+        let shown =
+            if answer.is_empty() { "nothing (it closed)".to_string() } else { crate::escape::escape(line, 200) };
+        r.looped_answer(i, shown);
+    }
+    if conn.write_all(&answer).await.is_err() {
         return;
     }
     let _ = tokio::time::timeout(HOLD, tokio::io::copy_bidirectional(&mut conn, &mut back)).await;
@@ -386,7 +485,7 @@ async fn hold(mut conn: TcpStream, reg: Option<&Registration>, index: Option<usi
             break;
         }
         if let (Some(r), Some(i)) = (reg, index) {
-            r.after_answer(i, &chunk[..n]);
+            r.client_bytes(i, &chunk[..n], false);
         }
     }
 }
@@ -405,9 +504,9 @@ async fn dial(target: &str) -> Result<TcpStream, String> {
     let ips: Vec<IpAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
         Err(_) if host.eq_ignore_ascii_case("localhost") => vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
-        Err(_) => match tokio::net::lookup_host((host, port)).await {
-            Ok(addrs) => addrs.map(|a| a.ip()).collect(),
-            Err(_) => return Err(refuse("502 Bad Gateway", "dns_error", format!("{host} does not resolve"))),
+        Err(_) => match timeout(Duration::from_secs(5), tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
+            _ => return Err(refuse("502 Bad Gateway", "dns_error", format!("{host} does not resolve"))),
         },
     };
     let Some(ip) = ips.into_iter().find(IpAddr::is_loopback) else {

@@ -272,7 +272,7 @@ fn templates_of(s: &Scenario) -> impl Iterator<Item = (String, &String)> {
                 if let Some(x) = &c.target {
                     v.push((format!("{p}.target"), x));
                 }
-                if let Some(x) = &c.never_contains {
+                for x in &c.never_contains {
                     v.push((format!("{p}.never_contains"), x));
                 }
             }
@@ -341,14 +341,6 @@ pub fn validate(s: &Scenario) -> Vec<(String, String)> {
             errs.push(("parent".into(), "respond and action exclude each other".into()));
         }
     }
-    if let Some(script) = &s.parent {
-        if !s.needs.contains(&crate::scenario::Needs::Upstream) {
-            errs.push(("parent".into(), "a parent script needs `needs = [\"upstream\"]`".into()));
-        }
-        if script.respond.is_some() && script.action.is_some() {
-            errs.push(("parent".into(), "respond and action exclude each other".into()));
-        }
-    }
     for (i, step) in s.steps.iter().enumerate() {
         let p = format!("step[{i}].{}", step.kind());
         match step {
@@ -370,6 +362,9 @@ pub fn validate(s: &Scenario) -> Vec<(String, String)> {
             )),
             Step::Parent(_) if !s.needs.contains(&crate::scenario::Needs::Upstream) => {
                 errs.push((p, "a parent check needs `needs = [\"upstream\"]`".into()))
+            }
+            Step::Parent(c) if c.own_credentials && !s.needs.contains(&crate::scenario::Needs::UpstreamCredentials) => {
+                errs.push((p, "own_credentials needs `needs = [\"upstream\", \"upstream-credentials\"]`".into()))
             }
             Step::Origin(o) if o.if_rejected && o.if_tunnelled => {
                 errs.push((p, "if_rejected and if_tunnelled exclude each other".into()))

@@ -546,10 +546,10 @@ pub struct ParentCheck {
     /// Fields whose values (several lines joined with ", ") must contain this text, case-insensitively.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
-    /// The first CONNECT's head must not contain this text anywhere (placeholders allowed; nothing to check when
-    /// it expands to nothing, e.g. `{auth.basic}` without credentials).
+    /// The first CONNECT's head must not contain any of these texts, case-insensitively (placeholders allowed; a
+    /// text that expands to nothing, e.g. `{auth.basic}` without credentials, checks nothing).
     #[serde(default)]
-    pub never_contains: Option<String>,
+    pub never_contains: Vec<String>,
     /// Nothing reached the parent after its (non-2xx) answer.
     #[serde(default)]
     pub nothing_after_answer: bool,
@@ -571,7 +571,7 @@ impl ParentCheck {
             || !self.present.is_empty()
             || !self.absent.is_empty()
             || !self.fields.is_empty()
-            || self.never_contains.is_some()
+            || !self.never_contains.is_empty()
             || self.nothing_after_answer
             || self.own_credentials
     }

@@ -80,7 +80,7 @@ enum Failed {
 pub(crate) async fn dial(shared: &Shared, up: &Upstream, req: &Request) -> Result<Dialed, ErrorResponse> {
     let hooks = &*shared.hooks;
     let parent = up.url();
-    let mut request = hooks.parent_request(req, parent_request(req, up, &shared.config.name));
+    let mut request = hooks.parent_request(req, parent_request(req, up, &shared.config.name, &shared.via_token));
     if hooks.resolve_before_parent()
         && let OwnedHost::Name(_) = req.host
         && let Ok(ips) = shared.resolver.resolve(&req.host.as_host()).await
@@ -115,6 +115,9 @@ async fn attempt(shared: &Shared, up: &Upstream, request: &ParentRequest, parent
             .map_err(|e| answered(502, ErrorType::DnsError, format!("resolving the parent proxy: {e}")))?,
     };
     let addrs: Vec<_> = ips.into_iter().map(|ip| std::net::SocketAddr::new(ip, up.port)).collect();
+    if addrs.is_empty() {
+        return Err(answered(502, ErrorType::DnsError, format!("the parent proxy's name {} has no address", up.host)));
+    }
     let tcp = crate::conn::connect_any(&addrs, limits.connect_timeout).await.map_err(|mut resp| {
         resp.details = format!("parent proxy: {}", resp.details);
         resp.chain = failure(resp.status, resp.error, String::new(), parent).chain;
@@ -160,14 +163,15 @@ async fn attempt(shared: &Shared, up: &Upstream, request: &ParentRequest, parent
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
         match parse_response(&buf) {
-            Ok(Some((head, n))) if head.status < 200 => {
-                // Interim responses (100, 103) carry nothing for a tunnel.
+            Ok(Some((head, n))) if head.status < 200 && head.status != 101 => {
+                // Interim responses (100, 103) carry nothing for a tunnel. (A 101 is final and wrong: no Upgrade was
+                // sent; `answer` makes it a 502.)
                 buf.drain(..n);
                 continue;
             }
             Ok(Some((head, n))) => {
                 let relay_head = hooks.blind_parent_answer().then(|| buf[..n].to_vec());
-                return match (answer(&head, parent), relay_head) {
+                return match (answer(&head, parent, &shared.config.name), relay_head) {
                     (Answer::Tunnel, relay_head) | (Answer::Refuse(_), relay_head @ Some(_)) => {
                         Ok(Dialed { stream, early: buf.split_off(n), relay_head })
                     }
@@ -187,7 +191,8 @@ async fn attempt(shared: &Shared, up: &Upstream, request: &ParentRequest, parent
                 return Ok(Dialed { stream, early: Vec::new(), relay_head: Some(buf) });
             }
             Err(ResponseError::TooLarge) => {
-                let details = format!("the parent proxy's response head is larger than {} bytes", buf.len());
+                let details =
+                    format!("the parent proxy's response head is larger than {} bytes", crate::wire::MAX_RESPONSE_HEAD);
                 return Err(answered(502, ErrorType::HttpResponseHeaderSectionSize, details));
             }
             Err(e) => {

@@ -58,8 +58,8 @@ pub enum UpstreamError {
     NoPort(String),
     #[error("`{0}`: https:// needs --upstream-cacert (the parent's certificate is always verified)")]
     NoCa(String),
-    #[error("`{0}`: credentials are user:password")]
-    Credentials(String),
+    #[error("the upstream credentials must be user:password (the value given has no colon)")]
+    Credentials,
     #[error("`{0}`: a direct rule is a network (10.0.0.0/8, 127.0.0.1) or a name suffix (.internal)")]
     Direct(String),
 }
@@ -93,10 +93,8 @@ impl Upstream {
         if self.tls && self.ca_pem.is_none() {
             return Err(UpstreamError::NoCa(self.url()));
         }
-        if let Some(c) = &self.credentials
-            && !c.contains(':')
-        {
-            return Err(UpstreamError::Credentials(c.clone()));
+        if self.credentials.as_ref().is_some_and(|c| !c.contains(':')) {
+            return Err(UpstreamError::Credentials);
         }
         Ok(())
     }
@@ -182,16 +180,27 @@ impl ParentRequest {
     }
 }
 
-/// This proxy's Via member: the protocol the request was received with, and the proxy's name as pseudonym.
-pub(crate) fn via_member(req: &Request, name: &str) -> String {
-    format!("{}.{} {name}", req.version.major, req.version.minor)
+/// This proxy's Via member: the protocol the request was received with, the proxy's name as pseudonym, and a
+/// comment with this process's token, so that a loop is this very proxy seeing its own member again, not another
+/// proxy that happens to have the same name (two reference proxies chained with default names).
+pub(crate) fn via_member(req: &Request, name: &str, token: &str) -> String {
+    format!("{}.{} {name} ({token})", req.version.major, req.version.minor)
+}
+
+/// A token for this process's Via members (`via-` and 16 hex digits, random per start).
+pub fn via_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u32(std::process::id());
+    format!("via-{:016x}", h.finish())
 }
 
 /// Builds the CONNECT for the parent (see the module documentation for what is and is not forwarded).
-pub(crate) fn parent_request(req: &Request, upstream: &Upstream, name: &str) -> ParentRequest {
+pub(crate) fn parent_request(req: &Request, upstream: &Upstream, name: &str, token: &str) -> ParentRequest {
     let mut fields = vec![("Host".to_owned(), req.target.clone())];
     let mut via: Vec<String> = req.via.clone();
-    via.push(via_member(req, name));
+    via.push(via_member(req, name, token));
     fields.push(("Via".to_owned(), via.join(", ")));
     if let Some(creds) = &upstream.credentials {
         let token = base64::engine::general_purpose::STANDARD.encode(creds);
@@ -209,34 +218,55 @@ pub(crate) enum Answer {
     Refuse(ErrorResponse),
 }
 
-/// Judges the parent's final response head. `parent` names it in `next-hop`.
-pub(crate) fn answer(head: &ResponseHead, parent: &str) -> Answer {
+/// Judges the parent's final response head. `parent` names it in `next-hop`; `name` is this proxy's, for the Via
+/// of a refusal passed on.
+pub(crate) fn answer(head: &ResponseHead, parent: &str, name: &str) -> Answer {
     let status = head.status;
     if (200..300).contains(&status) {
         return Answer::Tunnel;
     }
+    let said = format!("the parent proxy answered {status} {}", head.reason);
     let (ours, error, details) = match status {
         407 => (
             502,
             Some(ErrorType::ProxyConfigurationError),
             "the parent proxy demands credentials this proxy does not have (407)".to_owned(),
         ),
-        403 | 502 | 503 | 504 => (status, None, format!("the parent proxy answered {status} {}", head.reason)),
-        _ => (
-            502,
-            Some(ErrorType::DestinationUnavailable),
-            format!("the parent proxy answered {status} {}", head.reason),
-        ),
+        // A final 1xx (101 without an Upgrade sent) is not an answer to a CONNECT.
+        100..=199 => (502, Some(ErrorType::HttpProtocolError), said),
+        403 | 502 | 503 | 504 => (status, None, said),
+        _ => (502, None, said),
     };
-    let members: Vec<&str> = head.values("proxy-status").filter(|v| !v.is_empty()).collect();
     let mut resp = ErrorResponse::new(ours, error.unwrap_or(ErrorType::DestinationUnavailable), details);
     resp.chain = Some(crate::response::Chain {
-        prior: (!members.is_empty()).then(|| members.join(", ")),
+        prior: prior_members(head),
         received_status: Some(status),
         next_hop: parent.to_owned(),
         relayed: error.is_none(),
     });
-    Answer::Refuse(resp)
+    // The refusal passes on (a rewrite of) the parent's message: it carries this proxy's Via (RFC 9110 §7.6.3).
+    let via: Vec<String> = head.values("via").map(str::to_owned).chain([format!("1.1 {name}")]).collect();
+    Answer::Refuse(resp.with_field("Via", via.join(", ")))
+}
+
+/// Longest Proxy-Status text kept from a parent.
+const MAX_PRIOR: usize = 2048;
+
+/// The parent's Proxy-Status members, if they are a valid Structured Fields List (RFC 8941 §3.1) of reasonable
+/// size, re-serialised. Anything else is dropped: copied as text, an unclosed string or a stray comma in it would
+/// make the whole field (this proxy's member included) unparseable, and a recipient then ignores all of it.
+fn prior_members(head: &ResponseHead) -> Option<String> {
+    let values: Vec<&str> = head.values("proxy-status").filter(|v| !v.trim().is_empty()).collect();
+    if values.is_empty() {
+        return None;
+    }
+    let joined = values.join(", ");
+    if joined.len() > MAX_PRIOR {
+        return None;
+    }
+    let list = sfv::Parser::new(&joined).parse::<sfv::List>().ok()?;
+    use sfv::FieldType as _;
+    list.serialize()
 }
 
 /// A refusal of this proxy's own making while talking to the parent (no answer, a bad answer, TLS failed).
@@ -251,17 +281,13 @@ pub(crate) fn failure(status: u16, error: ErrorType, details: String, parent: &s
     resp
 }
 
-/// Whether the request's Via already names this proxy (a loop), or has grown past a sane number of hops.
-pub(crate) fn is_loop(via: &[String], name: &str) -> bool {
+/// Whether the request's Via already carries this proxy's member (its token: a loop), or has grown past a sane
+/// number of hops.
+pub(crate) fn is_loop(via: &[String], token: &str) -> bool {
     const MAX_HOPS: usize = 32;
     let members: Vec<&str> = via.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|m| !m.is_empty()).collect();
-    members.len() >= MAX_HOPS
-        || members.iter().any(|m| {
-            // `received-protocol RWS received-by [RWS comment]`
-            let mut parts = m.split_ascii_whitespace();
-            parts.next();
-            parts.next().is_some_and(|by| by.eq_ignore_ascii_case(name))
-        })
+    // `received-protocol RWS received-by [RWS comment]`: this process's token in the comment.
+    members.len() >= MAX_HOPS || members.iter().any(|m| m.contains(&format!("({token})")))
 }
 
 #[cfg(test)]

@@ -77,25 +77,30 @@ async fn the_parents_refusal_keeps_its_proxy_status_member_before_ours() {
     let (status, head, _) = exchange(&child, req.as_bytes()).await;
     assert_eq!(status, 502, "{head}");
     let ps = field(&head, "proxy-status").unwrap();
-    assert!(ps.starts_with("parent; error=connection_refused"), "{ps}");
+    // Re-serialised as a Structured Fields List (no space before parameters).
+    assert!(ps.starts_with("parent;error=connection_refused;details="), "{ps}");
     assert!(ps.contains(", child; received-status=502; next-hop=\"http://"), "{ps}");
     drop(parent);
 }
 
 #[tokio::test]
-async fn a_parent_with_our_own_name_is_a_loop() {
-    // Both are called "reference-proxy": the parent sees its own name in the child's Via.
-    let (_parent, child) = {
-        let mut pcfg = config();
-        pcfg.name = "reference-proxy".into();
-        let parent = start(pcfg).await;
-        let mut ccfg = config();
-        ccfg.upstream = Some(Upstream::parse(&format!("http://{}", parent.plain_addrs()[0])).unwrap());
-        (parent, start(ccfg).await)
-    };
+async fn two_proxies_with_one_name_are_no_loop_but_a_proxy_that_is_its_own_parent_is() {
+    // Same (default) name, two processes' worth of tokens: a chain, not a loop.
+    let parent = start(config()).await;
+    let mut ccfg = config();
+    ccfg.upstream = Some(Upstream::parse(&format!("http://{}", parent.plain_addrs()[0])).unwrap());
+    let child = start(ccfg).await;
     let echo = echo_server().await;
+    echo_through(&child, &echo.to_string()).await;
+    // A proxy whose parent is itself: its own Via member comes back.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cfg = config();
+    cfg.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+    cfg.tls_listen.clear();
+    cfg.upstream = Some(Upstream::parse(&format!("http://127.0.0.1:{port}")).unwrap());
+    let looped = start(cfg).await;
     let req = format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n");
-    let (status, head, _) = exchange(&child, req.as_bytes()).await;
+    let (status, head, _) = exchange(&looped, req.as_bytes()).await;
     assert_eq!(status, 502, "{head}");
     assert!(field(&head, "proxy-status").unwrap().contains("error=proxy_loop_detected"), "{head}");
 }
