@@ -118,6 +118,13 @@ pub struct Args {
     /// name suffix (.internal) (repeatable).
     #[arg(long, value_name = "NET|SUFFIX", requires = "upstream")]
     pub upstream_direct: Vec<String>,
+    /// HTTP/2 CONNECT (RFC 9113 §8.5): offer `h2` in ALPN on the TLS listeners and accept HTTP/2 with prior
+    /// knowledge (h2c) on the plain ones. Off by default.
+    #[arg(long)]
+    pub h2: bool,
+    /// With --h2: SETTINGS_MAX_CONCURRENT_STREAMS, the tunnels one HTTP/2 connection may have open (default 100).
+    #[arg(long, value_name = "N", requires = "h2")]
+    pub h2_max_streams: Option<u32>,
     /// Log lines as JSON instead of text.
     #[arg(long)]
     pub log_json: bool,
@@ -160,6 +167,8 @@ pub struct FileConfig {
     pub upstream_cacert: Option<PathBuf>,
     pub upstream_user: Option<String>,
     pub upstream_direct: Option<Vec<String>>,
+    pub h2: Option<bool>,
+    pub h2_max_streams: Option<u32>,
     #[cfg(feature = "faults")]
     pub faults: Option<Vec<String>>,
 }
@@ -354,6 +363,13 @@ impl Args {
                 return Err(ConfigError::Invalid(format!("name `{name}` is not an RFC 8941 token")));
             }
             config.name = name;
+        }
+        config.http2.enabled = self.h2 || file.h2.unwrap_or(false);
+        if let Some(n) = pick(self.h2_max_streams, file.h2_max_streams) {
+            if n == 0 {
+                return Err(ConfigError::Invalid("h2_max_streams must be at least 1".into()));
+            }
+            config.http2.max_concurrent_streams = n;
         }
         let upstream_err = |key| move |source| ConfigError::Upstream { key, source };
         if let Some(url) = pick(self.upstream, file.upstream) {

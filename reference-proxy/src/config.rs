@@ -61,6 +61,8 @@ pub struct ProxyConfig {
     pub name: String,
     /// A parent proxy the tunnels go through (`--upstream`); `None` connects directly.
     pub upstream: Option<Upstream>,
+    /// HTTP/2 CONNECT (`--h2`): off by default.
+    pub http2: crate::http2::Http2Config,
     /// Deliberate misbehaviours for negative controls.
     #[cfg(feature = "faults")]
     pub faults: Vec<crate::faults::Fault>,
@@ -79,6 +81,7 @@ impl Default for ProxyConfig {
             auth: None,
             name: "reference-proxy".to_owned(),
             upstream: None,
+            http2: crate::http2::Http2Config::default(),
             #[cfg(feature = "faults")]
             faults: Vec::new(),
         }

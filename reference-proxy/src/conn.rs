@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::config::ProxyConfig;
-use crate::decision::{self, Decision, OwnedHost, Request};
+use crate::decision::{self, Decision, Destination, OwnedHost, Request};
 use crate::hooks::{Hooks, Interjection};
 use crate::relay::{self, CloseReason, Traffic};
 use crate::resolve::{ResolveError, Resolver};
@@ -214,11 +214,11 @@ fn relax(buf: &mut Vec<u8>, end: usize, parser: &mut HeadParser, err: WireError,
 
 /// The far side of a tunnel: the destination, or a parent proxy that has agreed to tunnel.
 pub(crate) struct FarSide {
-    stream: UpstreamStream,
+    pub stream: UpstreamStream,
     /// Bytes from the parent after its 2xx head, for the client.
-    early_down: Vec<u8>,
+    pub early_down: Vec<u8>,
     /// Sent in place of this proxy's 2xx (a fault relaying the parent's answer).
-    relay_head: Option<Vec<u8>>,
+    pub relay_head: Option<Vec<u8>>,
 }
 
 /// Acts on the decision, resolves (or asks the parent proxy) and connects. `Err(Some(response))` refuses;
@@ -253,38 +253,38 @@ async fn connect_request(
         log.status = Some(200);
     }
     // Once a 2xx went out, a failure can only close the connection.
-    let fail = |resp: ErrorResponse| if early_200 { None } else { Some(resp) };
+    let far = reach(shared, req, &dest).await.map_err(|resp| if early_200 { None } else { Some(resp) })?;
+    if !early_200 {
+        log.status = Some(200);
+    }
+    Ok(far)
+}
+
+/// Resolves and connects to the destination, or asks the parent proxy to: what a CONNECT needs once it is
+/// decided, the same for an HTTP/1.1 request and an HTTP/2 stream.
+pub(crate) async fn reach(shared: &Shared, req: &Request, dest: &Destination) -> Result<FarSide, ErrorResponse> {
+    let (config, hooks) = (&shared.config, &*shared.hooks);
     if let Some(up) = &config.upstream
         && !up.goes_direct(&dest.host)
     {
         // The parent resolves names; an address target is still held to this proxy's address policy.
         if let OwnedHost::Ip(ip) = dest.host {
-            decision::admit(&[ip], dest.port, config, hooks, |a| shared.is_self(a)).map_err(fail)?;
+            decision::admit(&[ip], dest.port, config, hooks, |a| shared.is_self(a))?;
         }
-        let dialed = upstream::dial(shared, up, req).await.map_err(fail)?;
-        if !early_200 {
-            log.status = Some(200);
-        }
+        let dialed = upstream::dial(shared, up, req).await?;
         return Ok(FarSide { stream: dialed.stream, early_down: dialed.early, relay_head: dialed.relay_head });
     }
     let ips = match shared.resolver.resolve(&dest.host.as_host()).await {
         Ok(ips) => ips,
         Err(e @ ResolveError::Timeout(..)) => {
-            return Err(fail(ErrorResponse::new(504, ErrorType::DnsTimeout, e.to_string())));
+            return Err(ErrorResponse::new(504, ErrorType::DnsTimeout, e.to_string()));
         }
-        Err(e) => return Err(fail(ErrorResponse::new(502, ErrorType::DnsError, e.to_string()))),
+        Err(e) => return Err(ErrorResponse::new(502, ErrorType::DnsError, e.to_string())),
     };
-    let allowed = decision::admit(&ips, dest.port, config, hooks, |a| shared.is_self(a)).map_err(fail)?;
-    match connect_any(&allowed, config.limits.connect_timeout).await {
-        Ok(stream) => {
-            let _ = stream.set_nodelay(true);
-            if !early_200 {
-                log.status = Some(200);
-            }
-            Ok(FarSide { stream: UpstreamStream::Tcp(stream), early_down: Vec::new(), relay_head: None })
-        }
-        Err(resp) => Err(fail(resp)),
-    }
+    let allowed = decision::admit(&ips, dest.port, config, hooks, |a| shared.is_self(a))?;
+    let stream = connect_any(&allowed, config.limits.connect_timeout).await?;
+    let _ = stream.set_nodelay(true);
+    Ok(FarSide { stream: UpstreamStream::Tcp(stream), early_down: Vec::new(), relay_head: None })
 }
 
 /// Tries each address in order within one overall deadline.

@@ -77,6 +77,38 @@ impl Request {
     }
 }
 
+impl Request {
+    /// The request of an HTTP/2 CONNECT stream: `:authority` (already checked present, without `:scheme` or
+    /// `:path`) and the header fields. The authority must be `host:port`, as in HTTP/1.1 (RFC 9113 §8.5).
+    pub(crate) fn from_h2<'a>(
+        authority: &str,
+        fields: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
+        config: &ProxyConfig,
+    ) -> Result<Request, crate::wire::WireError> {
+        let a = crate::wire::parse_authority(authority.as_bytes())?;
+        let named =
+            |name: &'static str| fields.clone().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+        let auth = config.auth.as_ref().map(|auth| auth.check(named("proxy-authorization")));
+        Ok(Request {
+            method: "CONNECT".to_owned(),
+            target: authority.to_owned(),
+            host: OwnedHost::from(&a.host),
+            port: a.port,
+            host_field: None,
+            auth,
+            version: crate::wire::Version::HTTP_2,
+            leading_empty_line: false,
+            upgrade: false,
+            expect_100: false,
+            auth_scheme_exact: named("proxy-authorization").all(|v| v.starts_with(b"Basic ")),
+            longest_value: fields.clone().map(|(_, v)| v.len()).max().unwrap_or(0),
+            via: named("via").map(|v| String::from_utf8_lossy(v).into_owned()).collect(),
+            #[cfg(feature = "faults")]
+            fields: fields.map(|(n, v)| (n.to_owned(), String::from_utf8_lossy(v).into_owned())).collect(),
+        })
+    }
+}
+
 /// A host as the proxy keeps it after the request buffer is gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum OwnedHost {

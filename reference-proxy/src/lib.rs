@@ -11,6 +11,7 @@ mod conn;
 mod decision;
 pub mod faults;
 mod hooks;
+pub mod http2;
 pub mod policy;
 mod relay;
 pub mod resolve;

@@ -101,11 +101,24 @@ impl ErrorResponse {
 
     /// Serializes the response; `proxy_name` is the RFC 9209 member name (an sf-token).
     pub fn to_bytes(&self, proxy_name: &str) -> Vec<u8> {
-        let details = sf_string_content(&self.details);
-        let body = format!("{} {}: {}\n", self.status, reason(self.status), printable(&self.details));
+        let body = self.body();
         let mut out = String::with_capacity(256 + body.len());
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
-        out.push_str("Proxy-Status: ");
+        let _ = write!(out, "Proxy-Status: {}\r\n", self.proxy_status(proxy_name));
+        for (name, value) in self.field_values() {
+            let _ = write!(out, "{name}: {value}\r\n");
+        }
+        let _ = write!(
+            out,
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        out.into_bytes()
+    }
+
+    /// The `Proxy-Status` value: the parent's members (if any), then this proxy's.
+    pub fn proxy_status(&self, proxy_name: &str) -> String {
+        let mut out = String::with_capacity(128);
         if let Some(prior) = self.chain.as_ref().and_then(|c| c.prior.as_deref()) {
             let _ = write!(out, "{}, ", printable(prior));
         }
@@ -119,16 +132,18 @@ impl ErrorResponse {
             }
             let _ = write!(out, "; next-hop=\"{}\"", sf_string_content(&chain.next_hop));
         }
-        let _ = write!(out, "; details=\"{details}\"\r\n");
-        for (name, value) in &self.fields {
-            let _ = write!(out, "{name}: {}\r\n", printable(value));
-        }
-        let _ = write!(
-            out,
-            "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        out.into_bytes()
+        let _ = write!(out, "; details=\"{}\"", sf_string_content(&self.details));
+        out
+    }
+
+    /// The extra fields with printable values.
+    pub fn field_values(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
+        self.fields.iter().map(|(n, v)| (*n, printable(v)))
+    }
+
+    /// The `text/plain` body.
+    pub fn body(&self) -> String {
+        format!("{} {}: {}\n", self.status, reason(self.status), printable(&self.details))
     }
 }
 

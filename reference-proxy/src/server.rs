@@ -128,7 +128,17 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
     let ca_cert_pem = tls.as_ref().and_then(|t| t.ca_cert_pem.clone());
     let hooks = crate::hooks::for_config(&config);
-    let acceptor = tls.map(|t| TlsAcceptor::from(hooks.tls_config(t.config)));
+    let http2 = config.http2.enabled;
+    let acceptor = tls.map(|t| {
+        let mut tls_config = t.config;
+        if http2 {
+            // HTTP/2 first: a client offering both gets h2 (RFC 7301: the server picks in its own order).
+            let mut c = (*tls_config).clone();
+            c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            tls_config = Arc::new(c);
+        }
+        TlsAcceptor::from(hooks.tls_config(tls_config))
+    });
     let own_addrs = plain.iter().chain(&tls_addrs).copied().collect();
     let upstream_tls = match &config.upstream {
         Some(up) => {
@@ -306,7 +316,21 @@ impl Connection {
                     }
                 },
             };
-            conn::serve(client, &self.shared, deadline, &mut log).await;
+            // HTTP/2: chosen by ALPN on TLS, or with prior knowledge (the client preface) on a plain connection.
+            let h2 = match &client {
+                _ if !self.shared.config.http2.enabled => false,
+                ClientStream::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(&b"h2"[..]),
+                ClientStream::Plain(tcp) => crate::http2::starts_with_preface(tcp, deadline).await,
+            };
+            match client {
+                ClientStream::Tls(tls) if h2 => {
+                    crate::http2::serve(*tls, self.shared.clone(), deadline, &mut log).await
+                }
+                ClientStream::Plain(tcp) if h2 => {
+                    crate::http2::serve(tcp, self.shared.clone(), deadline, &mut log).await
+                }
+                client => conn::serve(client, &self.shared, deadline, &mut log).await,
+            }
         };
         let aborted = tokio::select! {
             () = work => false,

@@ -114,3 +114,67 @@ async fn wait_for_connections(set: &harness::origin::OriginSet, n: usize) {
     }
     panic!("the origin never recorded {n} connections");
 }
+
+/// A proxy under test chained to the harness's parent (`--upstream-proxy-port`), with its own credentials for it
+/// and client authentication: every chained scenario runs and passes (the loop one through its plain listener);
+/// without the flag they are skipped with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chained_external_proxy_runs_the_chained_scenarios() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut config = reference_proxy::ProxyConfig::for_testing();
+    let mut up = reference_proxy::config::Upstream::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+    up.credentials = Some("child:parent-pw".into());
+    config.upstream = Some(up);
+    let mut auth = reference_proxy::config::Auth::new("child");
+    auth.add("alice:pw").unwrap();
+    config.auth = Some(auth);
+    let p = reference_proxy::start(config).await.unwrap();
+    let url = format!("http://{}", p.plain_addrs()[0]);
+    let port_s = port.to_string();
+    let dir = TempDir::new("chained");
+    let report = dir.path("r.json");
+    let (code, out) = support::run(&[
+        "--proxy",
+        &url,
+        "--proxy-user",
+        "alice:pw",
+        "--upstream-proxy-port",
+        &port_s,
+        "--upstream-proxy-credentials",
+        "child:parent-pw",
+        "--only",
+        "chained/*",
+        "--report",
+        &report,
+    ])
+    .await;
+    assert_eq!(code, exit::OK, "{out}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let results = r["results"].as_array().unwrap();
+    let passed = results.iter().filter(|x| x["verdict"] == "pass" && x["transport"] == "plain").count();
+    assert!(passed >= 16, "{out}");
+    // Credentials the proxy does not present: recorded once (the `may` scenario), no other scenario breaks.
+    let (code, out) = support::run(&[
+        "--proxy",
+        &url,
+        "--proxy-user",
+        "alice:pw",
+        "--upstream-proxy-port",
+        &port_s,
+        "--upstream-proxy-credentials",
+        "someone:else",
+        "--only",
+        "chained/*",
+    ])
+    .await;
+    assert_eq!(code, exit::OK, "{out}");
+    assert!(out.contains("OBSERVED") && out.contains("chained/11.7.2/own-credentials-presented"), "{out}");
+    // A proxy that is not chained, run without the flag: skipped, saying why.
+    let plain = reference().await;
+    let plain_url = format!("http://{}", plain.plain_addrs()[0]);
+    let (code, out) = support::run(&["--proxy", &plain_url, "--only", "chained/9.3.6/tunnel-through-parent"]).await;
+    assert_eq!(code, exit::NOTHING_JUDGED, "{out}");
+    assert!(out.contains("--upstream-proxy-port"), "{out}");
+    plain.shutdown().await;
+    p.shutdown().await;
+}

@@ -184,7 +184,12 @@ impl ParentRequest {
 /// comment with this process's token, so that a loop is this very proxy seeing its own member again, not another
 /// proxy that happens to have the same name (two reference proxies chained with default names).
 pub(crate) fn via_member(req: &Request, name: &str, token: &str) -> String {
-    format!("{}.{} {name} ({token})", req.version.major, req.version.minor)
+    // received-protocol: "1.1", "1.0"; HTTP/2's version is just "2".
+    if req.version.major >= 2 {
+        format!("{} {name} ({token})", req.version.major)
+    } else {
+        format!("{}.{} {name} ({token})", req.version.major, req.version.minor)
+    }
 }
 
 /// A token for this process's Via members (`via-` and 16 hex digits, random per start).

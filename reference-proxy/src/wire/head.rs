@@ -49,6 +49,7 @@ pub struct Version {
 impl Version {
     pub const HTTP_10: Version = Version { major: 1, minor: 0 };
     pub const HTTP_11: Version = Version { major: 1, minor: 1 };
+    pub const HTTP_2: Version = Version { major: 2, minor: 0 };
 }
 
 impl std::fmt::Display for Version {

@@ -6,6 +6,7 @@ mod curl;
 mod errors;
 #[cfg(feature = "faults")]
 mod faults;
+mod http2;
 mod shutdown;
 mod support;
 mod tls;

@@ -1,0 +1,387 @@
+//! HTTP/2 CONNECT (RFC 9113 §8.5), with the `h2` crate: each CONNECT stream is a tunnel, decided, resolved,
+//! dialled and logged exactly as an HTTP/1.1 CONNECT ([`crate::decision`], [`crate::conn::reach`]).
+//!
+//! - A request with `:scheme` or `:path`, or without `:authority`, is malformed: a stream error, RST_STREAM
+//!   PROTOCOL_ERROR (§8.1.1, §8.5). Extended CONNECT (RFC 8441, `:protocol`) is not offered
+//!   (SETTINGS_ENABLE_CONNECT_PROTOCOL is never sent) and a request carrying it is refused with 501.
+//! - Refusals are a response with Proxy-Status and a short body, then END_STREAM; never a 2xx before the
+//!   upstream connection exists.
+//! - Tunnel bytes travel in DATA frames. END_STREAM from the client is a FIN to the upstream and the upstream's
+//!   FIN is END_STREAM; an upstream reset or error is RST_STREAM(CONNECT_ERROR), and the client's RST_STREAM
+//!   resets the upstream connection (§8.5).
+//! - Flow control per stream: client data is acknowledged (window released) only once written upstream, and
+//!   upstream data is read only as the client's window allows, so one slow tunnel holds back only itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream, SendStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, timeout, timeout_at};
+
+use crate::conn::{ConnLog, Shared};
+use crate::decision::{self, Decision, Request};
+use crate::hooks::Interjection;
+use crate::response::{ErrorResponse, ErrorType};
+use crate::upstream::UpstreamStream;
+
+/// HTTP/2 settings of the listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Config {
+    /// Offer `h2` in ALPN on the TLS listeners and accept HTTP/2 with prior knowledge (h2c) on the plain ones.
+    pub enabled: bool,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS: tunnels one connection may have open at once.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Http2Config { enabled: false, max_concurrent_streams: 100 }
+    }
+}
+
+/// The receive window of one stream: what one slow tunnel may hold unacknowledged.
+const STREAM_WINDOW: u32 = 256 * 1024;
+/// The connection's receive window: room for every stream's window (bounded by the stream cap).
+fn connection_window(max_streams: u32) -> u32 {
+    STREAM_WINDOW.saturating_mul(max_streams.max(1)).min(64 * 1024 * 1024)
+}
+/// Largest DATA frame read from the upstream at once.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// The HTTP/2 client connection preface (RFC 9113 §3.4), which tells h2c with prior knowledge from HTTP/1.
+pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a plain connection starts with the HTTP/2 preface (peeked, not consumed), within `deadline`.
+pub(crate) async fn starts_with_preface(tcp: &tokio::net::TcpStream, deadline: Instant) -> bool {
+    let mut buf = [0u8; PREFACE.len()];
+    loop {
+        let n = match timeout_at(deadline, tcp.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        if n == 0 || buf[..n] != PREFACE[..n] {
+            return false;
+        }
+        if n == PREFACE.len() {
+            return true;
+        }
+        // A partial preface so far: wait for the rest.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Serves one HTTP/2 connection (after TLS with ALPN h2, or a plain connection that began with the preface) until
+/// the client closes it or it is idle. `deadline` bounds the handshake.
+pub(crate) async fn serve<T>(io: T, shared: Arc<Shared>, deadline: Instant, log: &mut ConnLog)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let settings = shared.config.http2;
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(connection_window(settings.max_concurrent_streams))
+        .max_header_list_size(shared.config.limits.wire.max_head as u32)
+        .max_send_buffer_size(READ_CHUNK * 4);
+    let mut conn = match timeout_at(deadline, builder.handshake::<_, Bytes>(io)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            log.reason = format!("h2-handshake-failed: {e}");
+            return;
+        }
+        Err(_) => {
+            log.reason = "h2-handshake-timeout".into();
+            return;
+        }
+    };
+    let idle = shared.config.limits.idle_timeout;
+    let mut streams = tokio::task::JoinSet::new();
+    let mut served = 0u64;
+    loop {
+        while streams.try_join_next().is_some() {}
+        // With no stream open, the connection may idle only so long.
+        let next = if streams.is_empty() {
+            match timeout(idle, conn.accept()).await {
+                Ok(n) => n,
+                Err(_) => {
+                    conn.graceful_shutdown();
+                    log.reason = "h2-idle".into();
+                    break;
+                }
+            }
+        } else {
+            conn.accept().await
+        };
+        match next {
+            Some(Ok((req, respond))) => {
+                served += 1;
+                streams.spawn(stream(req, respond, shared.clone(), log.sni.clone()));
+            }
+            Some(Err(e)) => {
+                log.reason = format!("h2-error: {e}");
+                break;
+            }
+            None => {
+                log.reason = "h2-closed".into();
+                break;
+            }
+        }
+    }
+    log.target = Some(format!("{served} HTTP/2 streams"));
+    streams.abort_all();
+}
+
+/// The request of one stream as the decision sees it, or why the stream is malformed.
+fn request_of(req: &http::Request<RecvStream>, shared: &Shared) -> Result<Request, Malformed> {
+    if req.extensions().get::<h2::ext::Protocol>().is_some() {
+        return Err(Malformed::ExtendedConnect);
+    }
+    if req.method() != http::Method::CONNECT {
+        return Err(Malformed::NotConnect(req.method().to_string()));
+    }
+    let uri = req.uri();
+    if uri.scheme().is_some() || uri.path_and_query().is_some() {
+        return Err(Malformed::SchemeOrPath);
+    }
+    let authority = uri.authority().ok_or(Malformed::NoAuthority)?;
+    let fields: Vec<(&str, &[u8])> = req.headers().iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+    Request::from_h2(authority.as_str(), fields.iter().copied(), &shared.config).map_err(Malformed::Authority)
+}
+
+/// What is wrong with a stream's request.
+#[derive(Debug)]
+enum Malformed {
+    /// `:scheme` or `:path` on a CONNECT without `:protocol` (RFC 9113 §8.5): a stream error.
+    SchemeOrPath,
+    /// No `:authority` (RFC 9113 §8.5): a stream error.
+    NoAuthority,
+    /// `:authority` that is not `host:port`: 400, as for HTTP/1.1.
+    Authority(crate::wire::WireError),
+    /// Another method: 501.
+    NotConnect(String),
+    /// RFC 8441 extended CONNECT, not implemented: 501.
+    ExtendedConnect,
+}
+
+/// One CONNECT stream, from its request to the end of its tunnel; logged as one line.
+async fn stream(
+    req: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    shared: Arc<Shared>,
+    sni: Option<String>,
+) {
+    let started = std::time::Instant::now();
+    let mut log = ConnLog { sni, ..ConnLog::default() };
+    let config = &shared.config;
+    let refusal = match request_of(&req, &shared) {
+        Err(Malformed::SchemeOrPath | Malformed::NoAuthority) => {
+            respond.send_reset(Reason::PROTOCOL_ERROR);
+            log.reason = "h2-malformed-request".into();
+            None
+        }
+        Err(Malformed::Authority(e)) => {
+            let details = format!("{}: {} ({})", e.kind(), e, e.rule());
+            Some(ErrorResponse::new(400, ErrorType::HttpRequestError, details))
+        }
+        Err(Malformed::NotConnect(m)) => Some(
+            ErrorResponse::new(501, ErrorType::ProxyInternalResponse, format!("method {m}: only CONNECT"))
+                .with_field("Allow", "CONNECT"),
+        ),
+        Err(Malformed::ExtendedConnect) => Some(ErrorResponse::new(
+            501,
+            ErrorType::ProxyInternalResponse,
+            "extended CONNECT (RFC 8441) is not supported",
+        )),
+        Ok(request) => {
+            log.target = Some(request.target.clone());
+            match decision::decide(&request, log.sni.as_deref(), config, &*shared.hooks) {
+                Decision::Connect(dest) => match crate::conn::reach(&shared, &request, &dest).await {
+                    Ok(far) => {
+                        tunnel(req.into_body(), &mut respond, far, &shared, &mut log).await;
+                        None
+                    }
+                    Err(resp) => Some(resp),
+                },
+                Decision::Refuse(resp) | Decision::Interject(Interjection::Refuse(resp)) => Some(resp),
+                Decision::Interject(Interjection::WriteAndClose { .. }) => {
+                    respond.send_reset(Reason::INTERNAL_ERROR);
+                    None
+                }
+            }
+        }
+    };
+    if let Some(resp) = refusal {
+        refuse(&mut respond, resp, &shared, &mut log);
+    }
+    tracing::info!(
+        protocol = "h2",
+        sni = log.sni.as_deref().unwrap_or(""),
+        target = log.target.as_deref().unwrap_or(""),
+        status = log.status.unwrap_or(0),
+        up = log.up,
+        down = log.down,
+        ms = started.elapsed().as_millis() as u64,
+        close = %log.reason,
+        "stream"
+    );
+}
+
+/// A refusal on a stream: the status, Proxy-Status and a short body, then END_STREAM.
+fn refuse(respond: &mut SendResponse<Bytes>, resp: ErrorResponse, shared: &Shared, log: &mut ConnLog) {
+    let resp = shared.hooks.refusal(resp);
+    log.status = Some(resp.status);
+    log.reason = "refused".into();
+    let mut head = http::Response::builder()
+        .status(resp.status)
+        .header("proxy-status", resp.proxy_status(&shared.config.name))
+        .header("content-type", "text/plain; charset=utf-8");
+    for (name, value) in resp.field_values() {
+        head = head.header(name, value);
+    }
+    let Ok(head) = head.body(()) else {
+        respond.send_reset(Reason::INTERNAL_ERROR);
+        return;
+    };
+    match respond.send_response(head, false) {
+        Ok(mut send) => {
+            let _ = send.send_data(Bytes::from(resp.body()), true);
+        }
+        Err(e) => log.reason = format!("refused (not sent: {e})"),
+    }
+}
+
+/// Answers 200 and relays between the stream and the upstream connection until both directions end.
+async fn tunnel(
+    recv: RecvStream,
+    respond: &mut SendResponse<Bytes>,
+    far: crate::conn::FarSide,
+    shared: &Shared,
+    log: &mut ConnLog,
+) {
+    let head = http::Response::builder().status(200).body(()).expect("a static response");
+    let mut send = match respond.send_response(head, false) {
+        Ok(s) => s,
+        Err(e) => {
+            log.reason = format!("client-gone-before-200: {e}");
+            return;
+        }
+    };
+    log.status = Some(200);
+    let idle = shared.config.limits.idle_timeout;
+    let (reason, up, down) = relay(recv, &mut send, far.stream, far.early_down, idle).await;
+    log.up = up;
+    log.down = down;
+    log.reason = reason.into();
+}
+
+/// The two directions of one stream's tunnel. Returns why it ended and the bytes each way.
+async fn relay(
+    mut recv: RecvStream,
+    send: &mut SendStream<Bytes>,
+    far: UpstreamStream,
+    early_down: Vec<u8>,
+    idle: Duration,
+) -> (&'static str, u64, u64) {
+    let (mut r, mut w) = tokio::io::split(far);
+    let mut up_bytes = 0u64;
+    let mut down_bytes = 0u64;
+    // Client → upstream: DATA written upstream, then its window released; END_STREAM becomes FIN.
+    let up = async {
+        loop {
+            match timeout(idle, recv.data()).await {
+                Err(_) => return Err("idle"),
+                Ok(None) => {
+                    let _ = w.shutdown().await;
+                    return Ok(());
+                }
+                Ok(Some(Ok(data))) => {
+                    let n = data.len();
+                    if w.write_all(&data).await.is_err() {
+                        return Err("upstream-write-failed");
+                    }
+                    up_bytes += n as u64;
+                    let _ = recv.flow_control().release_capacity(n);
+                }
+                Ok(Some(Err(_))) => return Err("client-reset-stream"),
+            }
+        }
+    };
+    // Upstream → client: read only as the client's window allows; FIN becomes END_STREAM, an error CONNECT_ERROR.
+    let down = async {
+        if !early_down.is_empty() {
+            down_bytes += early_down.len() as u64;
+            send_all(send, Bytes::from(early_down)).await.map_err(|_| "client-gone")?;
+        }
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            match timeout(idle, r.read(&mut buf)).await {
+                Err(_) => return Err("idle"),
+                Ok(Ok(0)) => {
+                    let _ = send.send_data(Bytes::new(), true);
+                    return Ok(());
+                }
+                Ok(Ok(n)) => {
+                    down_bytes += n as u64;
+                    send_all(send, Bytes::copy_from_slice(&buf[..n])).await.map_err(|_| "client-gone")?;
+                }
+                Ok(Err(_)) => {
+                    send.send_reset(Reason::CONNECT_ERROR);
+                    return Err("upstream-reset");
+                }
+            }
+        }
+    };
+    let failure = {
+        tokio::pin!(up, down);
+        let (mut up_done, mut down_done) = (false, false);
+        loop {
+            tokio::select! {
+                r = &mut up, if !up_done => {
+                    if let Err(why) = r { break Some(why); }
+                    up_done = true;
+                }
+                r = &mut down, if !down_done => {
+                    if let Err(why) = r { break Some(why); }
+                    down_done = true;
+                }
+            }
+            if up_done && down_done {
+                break None;
+            }
+        }
+    };
+    let far = r.unsplit(w);
+    match failure {
+        None => ("done", up_bytes, down_bytes),
+        Some(why) => {
+            // The client reset the stream, or the tunnel failed: the upstream connection is reset too (§8.5).
+            if why != "upstream-reset" {
+                let _ = socket2::SockRef::from(far.tcp()).set_linger(Some(Duration::ZERO));
+                send.send_reset(Reason::CONNECT_ERROR);
+            }
+            (why, up_bytes, down_bytes)
+        }
+    }
+}
+
+/// Sends `data` on the stream as the peer's flow-control window allows.
+async fn send_all(send: &mut SendStream<Bytes>, mut data: Bytes) -> Result<(), h2::Error> {
+    while !data.is_empty() {
+        send.reserve_capacity(data.len());
+        let granted = match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
+            Some(Ok(n)) => n,
+            Some(Err(e)) => return Err(e),
+            None => return Err(h2::Error::from(Reason::STREAM_CLOSED)),
+        };
+        if granted == 0 {
+            continue;
+        }
+        let chunk = data.split_to(granted.min(data.len()));
+        send.send_data(chunk, false)?;
+    }
+    Ok(())
+}
