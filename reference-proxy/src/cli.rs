@@ -176,20 +176,21 @@ pub struct FileConfig {
 /// A configuration that cannot be used.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("reading {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("parsing {path}: {source}")]
-    Toml { path: String, source: toml::de::Error },
-    #[error("{key}: {source}")]
-    Policy { key: &'static str, source: PolicyParseError },
+    // The causes are fields named `error`, not `source`: shown once in the message, not again as a cause chain.
+    #[error("reading {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("parsing {path}: {error}")]
+    Toml { path: String, error: toml::de::Error },
+    #[error("{key}: {error}")]
+    Policy { key: &'static str, error: PolicyParseError },
     #[error(transparent)]
     Resolve(#[from] ResolveSpecError),
     #[error("{0}")]
     Auth(#[from] AuthError),
     #[error("{key}: {value} is not a duration in seconds")]
     Duration { key: &'static str, value: f64 },
-    #[error("{key}: {source}")]
-    Upstream { key: &'static str, source: crate::upstream::UpstreamError },
+    #[error("{key}: {error}")]
+    Upstream { key: &'static str, error: crate::upstream::UpstreamError },
     #[error("{0}")]
     Invalid(String),
 }
@@ -225,8 +226,8 @@ fn secs(key: &'static str, value: f64) -> Result<Duration, ConfigError> {
 /// Reads a TOML configuration file.
 pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Toml { path: shown, source })
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: shown.clone(), error })?;
+    toml::from_str(&text).map_err(|error| ConfigError::Toml { path: shown, error })
 }
 
 /// Flag value if given, else the file's.
@@ -292,7 +293,7 @@ impl Args {
             config.resolver.timeout = secs("dns_timeout", v)?;
         }
 
-        let policy_err = |key| move |source| ConfigError::Policy { key, source };
+        let policy_err = |key| move |error| ConfigError::Policy { key, error };
         if let Some(p) = self.allow_ports {
             config.policy.ports = p;
         } else if let Some(p) = file.allow_ports {
@@ -371,13 +372,13 @@ impl Args {
             }
             config.http2.max_concurrent_streams = n;
         }
-        let upstream_err = |key| move |source| ConfigError::Upstream { key, source };
+        let upstream_err = |key| move |error| ConfigError::Upstream { key, error };
         if let Some(url) = pick(self.upstream, file.upstream) {
             let mut up = Upstream::parse(&url).map_err(upstream_err("upstream"))?;
             if let Some(path) = pick(self.upstream_cacert, file.upstream_cacert) {
                 let shown = path.display().to_string();
                 up.ca_pem =
-                    Some(std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: shown, source })?);
+                    Some(std::fs::read_to_string(&path).map_err(|error| ConfigError::Read { path: shown, error })?);
             }
             up.credentials = pick(self.upstream_user, file.upstream_user);
             up.direct = pick_vec(self.upstream_direct, file.upstream_direct)
