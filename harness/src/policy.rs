@@ -117,6 +117,7 @@ pub fn apply(loaded: &Arc<Loaded>, declared: Option<&DeclaredPolicy>) -> Arc<Loa
             received_prefix: None,
             never_received: None,
             ended: false,
+            end: None,
             sni: None,
             alpn: None,
             if_rejected: false,

@@ -343,16 +343,33 @@ async fn probe_with(
     target: &str,
     sni: Option<String>,
 ) -> (ProbeAnswer, Option<u16>, String) {
-    let choice = connect::TlsChoice { sni, alpn: Vec::new() };
+    let alpn = if ep.transport == Transport::H2 { vec!["h2".to_string()] } else { Vec::new() };
+    let choice = connect::TlsChoice { sni, alpn };
     let mut conn = match connect::open(ep, settings, &choice, Transcript::empty()).await {
         Ok((c, _)) => c,
         Err((e, _, _)) => return (ProbeAnswer::NoAnswer, None, format!("no connection to the proxy: {e}")),
     };
-    let auth = settings.proxy_user.as_deref().map(|u| crate::exec::basic_auth(u) + "\r\n").unwrap_or_default();
-    let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n");
     let deadline = Instant::now() + settings.step_timeout;
-    if let Err(e) = conn.write(request.as_bytes(), deadline).await {
-        return (ProbeAnswer::NoAnswer, None, format!("sending the CONNECT failed: {e}"));
+    if ep.transport.is_h2() {
+        // The same probe as a CONNECT stream.
+        if let Err(e) = conn.start_h2(deadline).await {
+            return (ProbeAnswer::NoAnswer, None, format!("no HTTP/2 connection with the proxy: {e}"));
+        }
+        let auth: Vec<(String, Vec<u8>)> = settings
+            .proxy_user
+            .as_deref()
+            .and_then(|u| crate::scenario::h2::split_field(crate::exec::basic_auth(u).as_bytes()))
+            .into_iter()
+            .collect();
+        if let Err(e) = conn.h2_connect(target, &auth, Vec::new(), deadline).await {
+            return (ProbeAnswer::NoAnswer, None, format!("opening the CONNECT stream failed: {e}"));
+        }
+    } else {
+        let auth = settings.proxy_user.as_deref().map(|u| crate::exec::basic_auth(u) + "\r\n").unwrap_or_default();
+        let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n");
+        if let Err(e) = conn.write(request.as_bytes(), deadline).await {
+            return (ProbeAnswer::NoAnswer, None, format!("sending the CONNECT failed: {e}"));
+        }
     }
     let head = match conn.read_head(settings.head_limit, deadline).await {
         HeadRead::Head(h) => h,

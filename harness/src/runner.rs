@@ -91,6 +91,11 @@ fn skip_reason(loaded: &Loaded, transport: Transport, spec: &RunSpec, pool: &Poo
     if !endpoints_for(s, spec).iter().any(|e| e.transport == transport) {
         return Some(format!("the proxy under test has no {} transport", transport.as_str()));
     }
+    if transport.is_h2()
+        && let Some(reason) = crate::scenario::h2::skip_reason(s)
+    {
+        return Some(reason);
+    }
     if s.needs.contains(&Needs::Auth) && spec.settings.proxy_user.is_none() {
         return Some("needs proxy credentials (--proxy-user)".into());
     }

@@ -40,10 +40,8 @@ impl Shard {
 pub fn durations(report: &Value) -> BTreeMap<(String, Transport), u64> {
     let mut out = BTreeMap::new();
     for r in report["results"].as_array().into_iter().flatten() {
-        let t = match r["transport"].as_str() {
-            Some("plain") => Transport::Plain,
-            Some("tls") => Transport::Tls,
-            _ => continue,
+        let Ok(t) = serde_json::from_value::<Transport>(r["transport"].clone()) else {
+            continue;
         };
         if let (Some(id), Some(ms)) = (r["id"].as_str(), r["duration_ms"].as_u64()) {
             out.insert((id.to_string(), t), ms);

@@ -198,6 +198,16 @@ faults! {
     TunnelParentAnswer = "tunnel-parent-answer",
     /// Chained: drop the parent's Proxy-Status members from the refusal (only the proxy's own member is sent).
     DropParentProxyStatus = "drop-parent-proxy-status",
+    /// HTTP/2: ignore END_STREAM both ways: the client's is not a FIN to the upstream, the upstream's FIN is not
+    /// END_STREAM to the client (the stream just stays open).
+    H2DropEndStream = "h2-drop-end-stream",
+    /// HTTP/2: an upstream reset ends the stream with END_STREAM, as if the upstream had closed cleanly, instead
+    /// of RST_STREAM(CONNECT_ERROR).
+    H2ResetAsEndStream = "h2-reset-as-end-stream",
+    /// HTTP/2: the client's RST_STREAM closes the upstream connection with a FIN instead of a TCP reset.
+    H2ClientResetAsFin = "h2-client-reset-as-fin",
+    /// HTTP/2: after a refused stream, close the whole connection (GOAWAY), so a second CONNECT on it fails.
+    H2CloseAfterRefusal = "h2-close-after-refusal",
 }
 
 impl std::fmt::Display for Fault {
@@ -705,6 +715,15 @@ impl Hooks for FaultHooks {
 
     fn keep_parent_proxy_status(&self) -> bool {
         !self.has(Fault::DropParentProxyStatus)
+    }
+
+    fn h2(&self) -> crate::hooks::H2Faults {
+        crate::hooks::H2Faults {
+            drop_end_stream: self.has(Fault::H2DropEndStream),
+            reset_as_end_stream: self.has(Fault::H2ResetAsEndStream),
+            client_reset_as_fin: self.has(Fault::H2ClientResetAsFin),
+            close_after_refusal: self.has(Fault::H2CloseAfterRefusal),
+        }
     }
 }
 

@@ -161,6 +161,20 @@ pub(crate) trait Hooks: Send + Sync {
     fn keep_parent_proxy_status(&self) -> bool {
         true
     }
+
+    /// HTTP/2 stream misbehaviours (none by default).
+    fn h2(&self) -> H2Faults {
+        H2Faults::default()
+    }
+}
+
+/// What an HTTP/2 CONNECT stream does wrong (see the `h2-*` faults); all false is correct.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct H2Faults {
+    pub drop_end_stream: bool,
+    pub reset_as_end_stream: bool,
+    pub client_reset_as_fin: bool,
+    pub close_after_refusal: bool,
 }
 
 /// The correct proxy: every default.

@@ -85,7 +85,7 @@ where
         .max_concurrent_streams(settings.max_concurrent_streams)
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(connection_window(settings.max_concurrent_streams))
-        .max_header_list_size(shared.config.limits.wire.max_head as u32)
+        .max_header_list_size(shared.hooks.parser_limits(shared.config.limits.wire).max_head as u32)
         .max_send_buffer_size(READ_CHUNK * 4);
     let mut conn = match timeout_at(deadline, builder.handshake::<_, Bytes>(io)).await {
         Ok(Ok(c)) => c,
@@ -101,25 +101,42 @@ where
     let idle = shared.config.limits.idle_timeout;
     let mut streams = tokio::task::JoinSet::new();
     let mut served = 0u64;
+    // Set by a stream that was refused, for the `h2-close-after-refusal` fault only.
+    let refused = Arc::new(tokio::sync::Notify::new());
+    let close_after_refusal = shared.hooks.h2().close_after_refusal;
     loop {
         while streams.try_join_next().is_some() {}
         // With no stream open, the connection may idle only so long.
-        let next = if streams.is_empty() {
-            match timeout(idle, conn.accept()).await {
-                Ok(n) => n,
-                Err(_) => {
-                    conn.graceful_shutdown();
-                    log.reason = "h2-idle".into();
-                    break;
-                }
+        let idle_limit = streams.is_empty();
+        let next = {
+            let accept =
+                async { if idle_limit { timeout(idle, conn.accept()).await.ok() } else { Some(conn.accept().await) } };
+            tokio::select! {
+                _ = refused.notified(), if close_after_refusal => Next::Refused,
+                n = accept => match n {
+                    Some(n) => Next::Stream(n),
+                    None => Next::Idle,
+                },
             }
-        } else {
-            conn.accept().await
+        };
+        let next = match next {
+            Next::Stream(n) => n,
+            Next::Idle => {
+                conn.graceful_shutdown();
+                log.reason = "h2-idle".into();
+                break;
+            }
+            Next::Refused => {
+                conn.abrupt_shutdown(Reason::NO_ERROR);
+                log.reason = "h2-closed-after-refusal".into();
+                while let Some(Ok(_)) = conn.accept().await {}
+                break;
+            }
         };
         match next {
             Some(Ok((req, respond))) => {
                 served += 1;
-                streams.spawn(stream(req, respond, shared.clone(), log.sni.clone()));
+                streams.spawn(stream(req, respond, shared.clone(), log.sni.clone(), refused.clone()));
             }
             Some(Err(e)) => {
                 log.reason = format!("h2-error: {e}");
@@ -133,6 +150,15 @@ where
     }
     log.target = Some(format!("{served} HTTP/2 streams"));
     streams.abort_all();
+}
+
+/// What the connection loop waits for next.
+enum Next<T> {
+    Stream(Option<T>),
+    /// No stream open for the idle timeout.
+    Idle,
+    /// A stream was refused (the `h2-close-after-refusal` fault only).
+    Refused,
 }
 
 /// The request of one stream as the decision sees it, or why the stream is malformed.
@@ -149,7 +175,19 @@ fn request_of(req: &http::Request<RecvStream>, shared: &Shared) -> Result<Reques
     }
     let authority = uri.authority().ok_or(Malformed::NoAuthority)?;
     let fields: Vec<(&str, &[u8])> = req.headers().iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
-    Request::from_h2(authority.as_str(), fields.iter().copied(), &shared.config).map_err(Malformed::Authority)
+    match Request::from_h2(authority.as_str(), fields.iter().copied(), &shared.config) {
+        Ok(r) => Ok(r),
+        // A parser-relaxing fault rewrites the request as it would an HTTP/1.1 head (the same seam).
+        Err(e) if shared.hooks.relaxes(&e) => {
+            let head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+            let rewritten =
+                shared.hooks.relax_head(head.as_bytes(), &e).ok_or_else(|| Malformed::Authority(e.clone()))?;
+            let target = rewritten.split(|b| *b == b' ').nth(1).unwrap_or_default();
+            let target = String::from_utf8_lossy(target).into_owned();
+            Request::from_h2(&target, fields.iter().copied(), &shared.config).map_err(Malformed::Authority)
+        }
+        Err(e) => Err(Malformed::Authority(e)),
+    }
 }
 
 /// What is wrong with a stream's request.
@@ -173,6 +211,7 @@ async fn stream(
     mut respond: SendResponse<Bytes>,
     shared: Arc<Shared>,
     sni: Option<String>,
+    refused: Arc<tokio::sync::Notify>,
 ) {
     let started = std::time::Instant::now();
     let mut log = ConnLog { sni, ..ConnLog::default() };
@@ -199,13 +238,30 @@ async fn stream(
         Ok(request) => {
             log.target = Some(request.target.clone());
             match decision::decide(&request, log.sni.as_deref(), config, &*shared.hooks) {
-                Decision::Connect(dest) => match crate::conn::reach(&shared, &request, &dest).await {
-                    Ok(far) => {
-                        tunnel(req.into_body(), &mut respond, far, &shared, &mut log).await;
-                        None
+                Decision::Connect(dest) => {
+                    // Under the `respond-before-connect` fault the 200 goes out first, whatever happens next.
+                    let mut early = None;
+                    if shared.hooks.respond_before_connect() {
+                        match send_success(&mut respond, &shared, &mut log, None) {
+                            Some(send) => early = Some(send),
+                            None => return,
+                        }
                     }
-                    Err(resp) => Some(resp),
-                },
+                    match crate::conn::reach(&shared, &request, &dest).await {
+                        Ok(far) => {
+                            tunnel(req.into_body(), &mut respond, early, far, &shared, &mut log).await;
+                            None
+                        }
+                        Err(_) if early.is_some() => {
+                            if let Some(mut send) = early {
+                                send.send_reset(Reason::CONNECT_ERROR);
+                            }
+                            log.reason = "connect-failed-after-200".into();
+                            None
+                        }
+                        Err(resp) => Some(resp),
+                    }
+                }
                 Decision::Refuse(resp) | Decision::Interject(Interjection::Refuse(resp)) => Some(resp),
                 Decision::Interject(Interjection::WriteAndClose { .. }) => {
                     respond.send_reset(Reason::INTERNAL_ERROR);
@@ -216,6 +272,7 @@ async fn stream(
     };
     if let Some(resp) = refusal {
         refuse(&mut respond, resp, &shared, &mut log);
+        refused.notify_one();
     }
     tracing::info!(
         protocol = "h2",
@@ -254,28 +311,97 @@ fn refuse(respond: &mut SendResponse<Bytes>, resp: ErrorResponse, shared: &Share
     }
 }
 
-/// Answers 200 and relays between the stream and the upstream connection until both directions end.
+/// Sends the 200 (with whatever a fault adds to the 2xx head: its fields, and bytes after it as DATA); `None`
+/// when the client is gone.
+fn send_success(
+    respond: &mut SendResponse<Bytes>,
+    shared: &Shared,
+    log: &mut ConnLog,
+    relay_head: Option<&[u8]>,
+) -> Option<SendStream<Bytes>> {
+    let (status, fields, after) = success_extras(relay_head.unwrap_or(shared.hooks.success_head()));
+    let mut head = http::Response::builder().status(status);
+    for (name, value) in &fields {
+        head = head.header(name.as_str(), value.as_str());
+    }
+    let head = head.body(()).ok()?;
+    match respond.send_response(head, false) {
+        Ok(mut send) => {
+            log.status = Some(status);
+            if !after.is_empty() {
+                let _ = send.send_data(Bytes::from(after), false);
+            }
+            Some(send)
+        }
+        Err(e) => {
+            log.reason = format!("client-gone-before-200: {e}");
+            None
+        }
+    }
+}
+
+/// The status and fields of the HTTP/1.1 2xx head the hooks give (200 and none by default; under the
+/// `tunnel-parent-answer` fault, the parent's answer) and the bytes after its end.
+fn success_extras(head: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    if head == crate::response::ESTABLISHED {
+        return (200, Vec::new(), Vec::new());
+    }
+    let end = memchr::memmem::find(head, b"\r\n\r\n").map_or(head.len(), |e| e + 4);
+    let text = String::from_utf8_lossy(&head[..end]);
+    let status = text.split(' ').nth(1).and_then(|c| c.parse::<u16>().ok()).filter(|c| (200..600).contains(c));
+    let fields = text
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status.unwrap_or(200), fields, head[end..].to_vec())
+}
+
+/// Answers 200 (unless it went out already) and relays between the stream and the upstream connection until
+/// both directions end.
 async fn tunnel(
     recv: RecvStream,
     respond: &mut SendResponse<Bytes>,
+    sent: Option<SendStream<Bytes>>,
     far: crate::conn::FarSide,
     shared: &Shared,
     log: &mut ConnLog,
 ) {
-    let head = http::Response::builder().status(200).body(()).expect("a static response");
-    let mut send = match respond.send_response(head, false) {
-        Ok(s) => s,
-        Err(e) => {
-            log.reason = format!("client-gone-before-200: {e}");
-            return;
-        }
+    let mut send = match sent {
+        Some(s) => s,
+        None => match send_success(respond, shared, log, far.relay_head.as_deref()) {
+            Some(s) => s,
+            None => return,
+        },
     };
-    log.status = Some(200);
+    let mut recv = recv;
+    if !shared.hooks.forward_early_data() {
+        // `drop-early-data`: what the client sent before the 200 is discarded.
+        while let Some(Some(Ok(data))) = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match recv.poll_data(cx) {
+                std::task::Poll::Ready(x) => Some(x),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
+        {
+            let _ = recv.flow_control().release_capacity(data.len());
+        }
+    }
     let idle = shared.config.limits.idle_timeout;
-    let (reason, up, down) = relay(recv, &mut send, far.stream, far.early_down, idle).await;
+    let faults = Faults { relay: shared.hooks.relay(), h2: shared.hooks.h2() };
+    let (reason, up, down) = relay(recv, &mut send, far.stream, far.early_down, idle, faults).await;
     log.up = up;
     log.down = down;
     log.reason = reason.into();
+}
+
+/// The faults a stream's relay plays (none by default).
+#[derive(Clone, Copy)]
+struct Faults {
+    relay: crate::relay::RelayFaults,
+    h2: crate::hooks::H2Faults,
 }
 
 /// The two directions of one stream's tunnel. Returns why it ended and the bytes each way.
@@ -285,26 +411,40 @@ async fn relay(
     far: UpstreamStream,
     early_down: Vec<u8>,
     idle: Duration,
+    faults: Faults,
 ) -> (&'static str, u64, u64) {
     let (mut r, mut w) = tokio::io::split(far);
     let mut up_bytes = 0u64;
     let mut down_bytes = 0u64;
     // Client → upstream: DATA written upstream, then its window released; END_STREAM becomes FIN.
     let up = async {
+        // `lose-last-client-bytes`: each chunk is held until the next, and the last one dropped at END_STREAM.
+        let mut held: Option<Bytes> = None;
         loop {
             match timeout(idle, recv.data()).await {
                 Err(_) => return Err("idle"),
                 Ok(None) => {
+                    if faults.h2.drop_end_stream {
+                        std::future::pending::<()>().await;
+                    }
                     let _ = w.shutdown().await;
                     return Ok(());
                 }
                 Ok(Some(Ok(data))) => {
                     let n = data.len();
+                    let _ = recv.flow_control().release_capacity(n);
+                    let data = if faults.relay.lose_last_client_bytes {
+                        match held.replace(data) {
+                            Some(previous) => previous,
+                            None => continue,
+                        }
+                    } else {
+                        data
+                    };
                     if w.write_all(&data).await.is_err() {
                         return Err("upstream-write-failed");
                     }
-                    up_bytes += n as u64;
-                    let _ = recv.flow_control().release_capacity(n);
+                    up_bytes += data.len() as u64;
                 }
                 Ok(Some(Err(_))) => return Err("client-reset-stream"),
             }
@@ -317,16 +457,37 @@ async fn relay(
             send_all(send, Bytes::from(early_down)).await.map_err(|_| "client-gone")?;
         }
         let mut buf = vec![0u8; READ_CHUNK];
+        // `lose-last-upstream-bytes`: each chunk is held until the next, and the last one dropped at the FIN.
+        let mut held: Option<Bytes> = None;
         loop {
             match timeout(idle, r.read(&mut buf)).await {
                 Err(_) => return Err("idle"),
                 Ok(Ok(0)) => {
+                    if faults.h2.drop_end_stream {
+                        std::future::pending::<()>().await;
+                    }
                     let _ = send.send_data(Bytes::new(), true);
                     return Ok(());
                 }
                 Ok(Ok(n)) => {
-                    down_bytes += n as u64;
-                    send_all(send, Bytes::copy_from_slice(&buf[..n])).await.map_err(|_| "client-gone")?;
+                    if faults.relay.corrupt {
+                        buf[0] ^= 0x01;
+                    }
+                    let data = Bytes::copy_from_slice(&buf[..n]);
+                    let data = if faults.relay.lose_last_upstream_bytes {
+                        match held.replace(data) {
+                            Some(previous) => previous,
+                            None => continue,
+                        }
+                    } else {
+                        data
+                    };
+                    down_bytes += data.len() as u64;
+                    send_all(send, data).await.map_err(|_| "client-gone")?;
+                }
+                Ok(Err(_)) if faults.h2.reset_as_end_stream => {
+                    let _ = send.send_data(Bytes::new(), true);
+                    return Ok(());
                 }
                 Ok(Err(_)) => {
                     send.send_reset(Reason::CONNECT_ERROR);
@@ -360,7 +521,9 @@ async fn relay(
         Some(why) => {
             // The client reset the stream, or the tunnel failed: the upstream connection is reset too (§8.5).
             if why != "upstream-reset" {
-                let _ = socket2::SockRef::from(far.tcp()).set_linger(Some(Duration::ZERO));
+                if !(faults.h2.client_reset_as_fin && why == "client-reset-stream") {
+                    let _ = socket2::SockRef::from(far.tcp()).set_linger(Some(Duration::ZERO));
+                }
                 send.send_reset(Reason::CONNECT_ERROR);
             }
             (why, up_bytes, down_bytes)

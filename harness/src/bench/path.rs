@@ -52,6 +52,12 @@ impl ProxyPath {
                 let (config, _) = client::tls::proxy_client_config(&trust, name.clone(), true, &[])?;
                 Some((config, name))
             }
+            Transport::H2 | Transport::H2c => {
+                return Err(format!(
+                    "bench measures HTTP/1.1 tunnels; the {} transport is not measured",
+                    ep.transport.as_str()
+                ));
+            }
         };
         let auth = match proxy_user {
             Some(u) => {

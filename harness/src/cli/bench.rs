@@ -290,6 +290,7 @@ pub async fn bench(args: &BenchArgs, exe: &Path, out: &mut (dyn Write + Send)) -
                         trust: Some(ProxyTrust::from_pem(&served.ca_pem).map_err(cannot_run)?),
                     },
                 ),
+                Transport::H2 | Transport::H2c => continue,
             };
             subjects.push(proxy_subject(label, None, ep, vec![pid], args)?);
             children.push(c);

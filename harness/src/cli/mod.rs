@@ -139,6 +139,11 @@ pub struct RunArgs {
     /// name and the name its certificate is checked against. Without it, the embedded reference proxy runs.
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
+    /// Speak HTTP/2 to the proxy (RFC 9113 §8.5; each CONNECT a stream): with https://, TLS with ALPN h2 (the
+    /// `h2` transport); with http://, HTTP/2 with prior knowledge (the `h2c` transport). Scenarios that have no
+    /// HTTP/2 meaning (HTTP/1.1 request syntax) are skipped with that reason.
+    #[arg(long, requires = "proxy")]
+    pub proxy_http2: bool,
     /// Connect here instead of resolving the URL's host (like curl's --connect-to).
     #[arg(long, value_name = "IP:PORT", requires = "proxy")]
     pub proxy_addr: Option<SocketAddr>,

@@ -83,6 +83,8 @@ pub async fn embedded_proxy(proxy_user: Option<&str>) -> Result<(ProxyUnderTest,
 /// The embedded reference proxy's configuration (for testing, requiring `proxy_user` when given).
 pub fn embedded_config(proxy_user: Option<&str>) -> Result<reference_proxy::ProxyConfig, CliError> {
     let mut config = reference_proxy::ProxyConfig::for_testing();
+    // HTTP/2 CONNECT on both listeners, so the h2 and h2c transports run in the main job.
+    config.http2.enabled = true;
     if let Some(user) = proxy_user {
         let mut auth = reference_proxy::config::Auth::new("connect-harness");
         auth.add(user).map_err(|e| usage(format!("--proxy-user: {e}")))?;
@@ -115,6 +117,7 @@ pub async fn start_reference(
     config: reference_proxy::ProxyConfig,
 ) -> Result<(reference_proxy::RunningProxy, Vec<ProxyEndpoint>), CliError> {
     let mut config = config;
+    let http2 = config.http2.enabled;
     for name in EMBEDDED_NAMES {
         config.resolver.static_map.insert(name.to_string(), vec![IpAddr::from([127, 0, 0, 1])]);
     }
@@ -142,14 +145,28 @@ pub async fn start_reference(
             trust: Some(trust),
         });
     }
+    if http2 {
+        // The same listeners speak HTTP/2: ALPN h2 on TLS, the connection preface on plain.
+        let h2: Vec<ProxyEndpoint> = endpoints
+            .iter()
+            .map(|e| ProxyEndpoint {
+                transport: if e.transport == Transport::Tls { Transport::H2 } else { Transport::H2c },
+                ..e.clone()
+            })
+            .collect();
+        endpoints.extend(h2);
+    }
     Ok((proxy, endpoints))
 }
 
 /// Describes an external proxy from the flags, and checks that it accepts TCP connections.
 pub async fn external_proxy(args: &RunArgs, url: &str) -> Result<Vec<ProxyEndpoint>, CliError> {
-    let u = parse_proxy_url(url).map_err(usage)?;
+    let mut u = parse_proxy_url(url).map_err(usage)?;
     if u.transport == Transport::Plain && (args.proxy_cacert.is_some() || args.proxy_insecure) {
         return Err(usage("--proxy-cacert and --proxy-insecure apply only to an https:// proxy"));
+    }
+    if args.proxy_http2 {
+        u.transport = if u.transport == Transport::Tls { Transport::H2 } else { Transport::H2c };
     }
     let how = ProxyAccess {
         addr: args.proxy_addr,
@@ -171,15 +188,15 @@ pub struct ProxyAccess<'a> {
 /// The endpoint of a parsed proxy URL, checked to accept TCP connections.
 pub async fn describe_proxy(u: &ProxyUrl, args: &ProxyAccess<'_>) -> Result<ProxyEndpoint, CliError> {
     let u = u.clone();
-    let trust = match (u.transport, &args.cacert, args.insecure) {
-        (Transport::Plain, _, _) => None,
-        (Transport::Tls, Some(path), _) => {
+    let trust = match (u.transport.is_tls(), &args.cacert, args.insecure) {
+        (false, _, _) => None,
+        (true, Some(path), _) => {
             let pem =
                 std::fs::read_to_string(path).map_err(|e| usage(format!("--proxy-cacert {}: {e}", path.display())))?;
             Some(ProxyTrust::from_pem(&pem).map_err(|e| usage(format!("--proxy-cacert {}: {e}", path.display())))?)
         }
-        (Transport::Tls, None, true) => Some(ProxyTrust::Insecure),
-        (Transport::Tls, None, false) => {
+        (true, None, true) => Some(ProxyTrust::Insecure),
+        (true, None, false) => {
             return Err(usage("an https:// proxy needs --proxy-cacert FILE (or --proxy-insecure)"));
         }
     };

@@ -1,6 +1,7 @@
 //! The client side of a scenario: a connection to the proxy (plain or TLS, possibly with TLS nested inside
 //! the tunnel), where every read and write has a deadline and everything is written to a transcript.
 
+pub mod h2;
 pub mod head;
 pub mod tls;
 pub mod transcript;
@@ -101,12 +102,14 @@ pub struct Conn {
     /// A duplicate of the TCP socket, to abort with RST.
     tcp_fd: Option<OwnedFd>,
     pub transcript: Transcript,
+    /// On the `h2` and `h2c` transports: the HTTP/2 connection; `io` is then the current CONNECT stream.
+    h2: Option<h2::H2Session>,
 }
 
 impl Conn {
     pub fn new(tcp: TcpStream, transcript: Transcript) -> Self {
         let tcp_fd = tcp.as_fd().try_clone_to_owned().ok();
-        Self { io: Box::new(tcp), buf: Vec::new(), eof: false, tcp_fd, transcript }
+        Self { io: Box::new(tcp), buf: Vec::new(), eof: false, tcp_fd, transcript, h2: None }
     }
 
     /// TLS handshake over the current stream (to the proxy, or through the tunnel); consumes the stream.
@@ -136,7 +139,54 @@ impl Conn {
         }
     }
 
+    /// Starts HTTP/2 over the current stream (TLS with ALPN h2, or plain for h2c); from now on the steps talk
+    /// to CONNECT streams opened by [`Conn::h2_connect`].
+    pub async fn start_h2(&mut self, deadline: Instant) -> Result<(), h2::H2Error> {
+        let inner = std::mem::replace(&mut self.io, Box::new(tokio::io::empty()));
+        let session = h2::H2Session::handshake(inner, deadline).await?;
+        self.transcript.event("HTTP/2 connection established (preface and SETTINGS exchanged)");
+        self.h2 = Some(session);
+        // A client reset is RST_STREAM on the stream, not a TCP reset of the whole connection.
+        self.tcp_fd = None;
+        Ok(())
+    }
+
+    /// Whether this connection speaks HTTP/2.
+    pub fn is_h2(&self) -> bool {
+        self.h2.is_some()
+    }
+
+    /// Opens a CONNECT stream; it becomes the stream the steps read and write.
+    pub async fn h2_connect(
+        &mut self,
+        authority: &str,
+        fields: &[(String, Vec<u8>)],
+        early: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<(), h2::H2Error> {
+        let Some(session) = self.h2.as_mut() else {
+            return Err(h2::H2Error::Request("not an HTTP/2 connection".into()));
+        };
+        let stream = session.connect(authority, fields, early, deadline).await;
+        self.drain_notes();
+        let stream = stream?;
+        self.io = Box::new(stream);
+        self.eof = false;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Moves what the HTTP/2 tasks noted into the transcript.
+    fn drain_notes(&mut self) {
+        if let Some(session) = &self.h2 {
+            for note in session.notes.take() {
+                self.transcript.event(note);
+            }
+        }
+    }
+
     pub async fn write(&mut self, data: &[u8], deadline: Instant) -> Result<(), String> {
+        self.drain_notes();
         self.transcript.bytes(Direction::Sent, data);
         match timeout_at(deadline, async {
             self.io.write_all(data).await?;
@@ -156,7 +206,9 @@ impl Conn {
             return ReadEvent::Eof;
         }
         let mut chunk = vec![0u8; max.clamp(1, 64 * 1024)];
-        match timeout_at(deadline, self.io.read(&mut chunk)).await {
+        let read = timeout_at(deadline, self.io.read(&mut chunk)).await;
+        self.drain_notes();
+        match read {
             Err(_) => ReadEvent::Timeout,
             Ok(Ok(0)) => {
                 self.eof = true;
@@ -252,7 +304,11 @@ impl Conn {
 
     /// Abortive close: RST on the TCP connection.
     pub fn reset(&mut self) {
-        self.transcript.event("client reset (RST)");
+        self.transcript.event(if self.h2.is_some() {
+            "client reset (RST_STREAM(CANCEL) on the stream)"
+        } else {
+            "client reset (RST)"
+        });
         if let Some(fd) = self.tcp_fd.take() {
             let _ = socket2::SockRef::from(&fd).set_linger(Some(std::time::Duration::ZERO));
         }
@@ -265,6 +321,10 @@ impl Conn {
         self.transcript.event("client close");
         let _ = timeout_at(deadline, self.io.shutdown()).await;
         self.io = Box::new(tokio::io::empty());
+        if let Some(session) = self.h2.take() {
+            // Over HTTP/2, a close ends the whole connection (as an HTTP/1.1 close ends the TCP connection).
+            session.close();
+        }
         self.tcp_fd = None;
         self.eof = true;
     }
@@ -279,6 +339,8 @@ impl Conn {
     /// Ends the connection at the end of a scenario without waiting for anything.
     pub fn reset_quietly(&mut self) {
         self.io = Box::new(tokio::io::empty());
+        self.drain_notes();
+        self.h2 = None;
         self.tcp_fd = None;
     }
 }

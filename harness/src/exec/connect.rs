@@ -106,7 +106,7 @@ pub async fn open(
             Ok(tcp) => {
                 transcript.event(format!("connected to the proxy at {} ({})", ep.addr, ep.transport.as_str()));
                 let mut conn = Conn::new(tcp, transcript);
-                if ep.transport == crate::scenario::Transport::Plain {
+                if !ep.transport.is_tls() {
                     return Ok((conn, None));
                 }
                 match handshake(&mut conn, ep, choice, deadline).await {

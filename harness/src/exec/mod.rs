@@ -161,6 +161,9 @@ impl Env for RunEnv<'_> {
     fn token(&self) -> String {
         self.token.clone()
     }
+    fn protocol(&self) -> &'static str {
+        if self.ep.transport.is_h2() { "2" } else { "1.1" }
+    }
 }
 
 /// State carried from step to step.
@@ -257,7 +260,7 @@ pub async fn execute(
     };
 
     let choice = tls_choice(scn, ep, &env);
-    let (conn, tls_facts) = match connect::open(ep, settings, &choice, transcript).await {
+    let (mut conn, tls_facts) = match connect::open(ep, settings, &choice, transcript).await {
         Ok(opened) => opened,
         Err((e, facts, transcript)) => return Execution::failed(open_failure(scn, &e), transcript, facts),
     };
@@ -271,6 +274,23 @@ pub async fn execute(
             steps.push(StepReport::new(0, "proxy_tls", scn.level, StepResult::Mismatch, detail));
             return finish(steps, conn, origins, None, tls_facts);
         }
+    }
+    // HTTP/2 on the h2 transports, and wherever ALPN selected h2 (a client that offered h2 must then speak it).
+    let alpn_h2 = tls_facts.as_ref().and_then(|f| f.alpn_selected.as_deref()) == Some("h2");
+    if ep.transport == Transport::H2 && !alpn_h2 {
+        let detail = format!(
+            "the proxy did not select h2 in ALPN (selected {:?}): it does not offer HTTP/2 on this listener",
+            tls_facts.as_ref().and_then(|f| f.alpn_selected.clone())
+        );
+        steps.push(StepReport::new(0, "proxy_tls", scn.level, StepResult::Setup, detail));
+        return finish(steps, conn, origins, None, tls_facts);
+    }
+    if (ep.transport.is_h2() || alpn_h2)
+        && let Err(e) = conn.start_h2(Instant::now() + settings.step_timeout).await
+    {
+        let detail = format!("no HTTP/2 connection with the proxy (not this scenario's requirement): {e}");
+        steps.push(StepReport::new(0, "h2_connection", scn.level, StepResult::Setup, detail));
+        return finish(steps, conn, origins, None, tls_facts);
     }
 
     let mut state = State {
@@ -347,7 +367,8 @@ fn tls_choice(scn: &crate::scenario::Scenario, ep: &ProxyEndpoint, env: &RunEnv<
         Sni::None => None,
         Sni::Literal(n) => Some(n.clone()),
     };
-    connect::TlsChoice { sni, alpn: scn.tls.alpn.clone() }
+    let alpn = if ep.transport == Transport::H2 { vec!["h2".to_string()] } else { scn.tls.alpn.clone() };
+    connect::TlsChoice { sni, alpn }
 }
 
 /// What a connection that could not be opened (after the retry) means for this scenario.

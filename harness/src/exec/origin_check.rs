@@ -50,7 +50,7 @@ pub(super) async fn origin_check(st: &mut State<'_>, index: usize, c: &OriginChe
         {
             return false;
         }
-        if c.ended && !ended {
+        if (c.ended || c.end.is_some()) && !ended {
             return false;
         }
         if (c.sni.is_some() || c.alpn.is_some()) && first.is_none() {
@@ -137,8 +137,13 @@ pub(super) async fn origin_check(st: &mut State<'_>, index: usize, c: &OriginChe
             f.report.first_bytes
         ));
     }
-    if c.ended && first.is_none_or(|f| f.report.end.is_none()) {
+    if (c.ended || c.end.is_some()) && first.is_none_or(|f| f.report.end.is_none()) {
         problems.push(format!("{}: the connection has not ended", kind.as_str()));
+    }
+    if let (Some(want), Some(got)) = (c.end, first.and_then(|f| f.report.end))
+        && want != got
+    {
+        problems.push(format!("{}: the connection ended {got:?}, expected {want:?}", kind.as_str()));
     }
     if let Some(want) = &c.sni {
         let got = first.and_then(|f| f.report.sni.clone()).unwrap_or_default();

@@ -27,11 +27,16 @@ pub(super) async fn parent_check(st: &mut State<'_>, index: usize, c: &ParentChe
     let expanded = {
         let target = c.target.as_deref().map(|t| st.expand(t)).transpose();
         let never = c.never_contains.iter().map(|t| st.expand(t)).collect::<Result<Vec<_>, _>>();
-        (target, never)
+        let fields = c
+            .fields
+            .iter()
+            .map(|(n, t)| st.expand(t).map(|t| (n.clone(), String::from_utf8_lossy(&t).into_owned())))
+            .collect::<Result<Vec<_>, _>>();
+        (target, never, fields)
     };
-    let (target, never) = match expanded {
-        (Ok(t), Ok(n)) => (t, n),
-        (Err(e), _) | (_, Err(e)) => return report(StepResult::Error, e),
+    let (target, never, fields) = match expanded {
+        (Ok(t), Ok(n), Ok(f)) => (t, n, f),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return report(StepResult::Error, e),
     };
     if lease.reg.script.action == Some(crate::origin::parent::Action::Loop) && !lease.parent().has_loop_target() {
         return report(
@@ -80,7 +85,7 @@ pub(super) async fn parent_check(st: &mut State<'_>, index: usize, c: &ParentChe
         )),
         None => {}
         Some(r) => {
-            check_request(r, c, target.as_deref(), &never, &mut problems);
+            check_request(r, c, target.as_deref(), &never, &fields, &mut problems);
             if c.own_credentials {
                 own_credentials(r, lease.parent().credentials(), &mut problems);
             }
@@ -130,6 +135,7 @@ fn check_request(
     c: &ParentCheck,
     target: Option<&[u8]>,
     never: &[Vec<u8>],
+    fields: &[(String, String)],
     problems: &mut Vec<String>,
 ) {
     if let Some(why) = &r.malformed {
@@ -150,7 +156,7 @@ fn check_request(
             problems.push(format!("{name}: {v} was forwarded"));
         }
     }
-    for (name, text) in &c.fields {
+    for (name, text) in fields {
         let joined = r.values(name).collect::<Vec<_>>().join(", ");
         if !joined.to_ascii_lowercase().contains(&text.to_ascii_lowercase()) {
             let shown = if joined.is_empty() { "absent".to_string() } else { format!("{joined:?}") };
@@ -196,7 +202,8 @@ mod tests {
     fn problems(r: &ParentRequest, c: &ParentCheck, target: Option<&str>, never: Option<&str>) -> Vec<String> {
         let mut p = Vec::new();
         let never: Vec<Vec<u8>> = never.iter().map(|n| n.as_bytes().to_vec()).collect();
-        check_request(r, c, target.map(str::as_bytes), &never, &mut p);
+        let fields: Vec<(String, String)> = c.fields.iter().map(|(n, t)| (n.clone(), t.clone())).collect();
+        check_request(r, c, target.map(str::as_bytes), &never, &fields, &mut p);
         p
     }
 

@@ -281,7 +281,15 @@ pub(super) async fn expect_eof(st: &mut State<'_>, index: usize, step_kind: &'st
     let deadline = st.deadline(e.timeout_ms);
     let (n, ev) = st.conn.drain_to_eof(1 << 20, deadline).await;
     let (result, detail) = match ev {
+        ReadEvent::Eof if e.error.is_some() => (
+            StepResult::Mismatch,
+            format!("a clean EOF (END_STREAM or FIN) after {n} more bytes, expected an error ({:?})", e.error),
+        ),
         ReadEvent::Eof => (StepResult::Passed, format!("EOF after {n} more bytes")),
+        ReadEvent::Error(err) if e.error.as_ref().is_some_and(|want| !err.to_string().contains(want.as_str())) => (
+            StepResult::Mismatch,
+            format!("the connection ended with the error ({err}) after {n} bytes, expected {:?}", e.error),
+        ),
         ReadEvent::Error(err) => {
             (StepResult::Passed, format!("connection ended with an error ({err}) after {n} bytes"))
         }

@@ -33,7 +33,7 @@ struct Record {
 }
 
 /// How an origin connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnEnd {
     /// The peer (the proxy) closed its side cleanly.

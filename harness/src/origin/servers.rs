@@ -15,25 +15,52 @@ pub const IDLE: Duration = Duration::from_secs(30);
 
 const BUF: usize = 32 * 1024;
 
+/// A connection the origin can abort with a TCP reset (SO_LINGER 0, then dropped).
+pub trait Resettable {
+    fn reset(&self);
+}
+
+impl Resettable for TcpStream {
+    fn reset(&self) {
+        let _ = self.set_zero_linger();
+    }
+}
+
+impl Resettable for tokio_rustls::server::TlsStream<TcpStream> {
+    fn reset(&self) {
+        let _ = self.get_ref().0.set_zero_linger();
+    }
+}
+
 /// Echo every byte; propagate the peer's half-close.
-pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(s: S, rec: ConnHandle) {
+pub async fn echo<S: AsyncRead + AsyncWrite + Unpin + Resettable>(s: S, rec: ConnHandle) {
     read_loop(s, rec, true).await
 }
 
 /// Read, count and hash; never send. Close when the peer does.
-pub async fn sink<S: AsyncRead + AsyncWrite + Unpin>(s: S, rec: ConnHandle) {
+pub async fn sink<S: AsyncRead + AsyncWrite + Unpin + Resettable>(s: S, rec: ConnHandle) {
     read_loop(s, rec, false).await
 }
 
+/// The echo origin aborts its connection with a TCP reset when a read starts with this (after echoing nothing
+/// of it): how a scenario makes the target reset a tunnel (`send = "connect-harness:reset"`).
+pub const RESET_COMMAND: &[u8] = b"connect-harness:reset";
+
 /// Records what the peer sends, echoing it if asked, until EOF (answered by closing our side), an error or
 /// the idle deadline.
-async fn read_loop<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, rec: ConnHandle, echo: bool) {
+async fn read_loop<S: AsyncRead + AsyncWrite + Unpin + Resettable>(mut s: S, rec: ConnHandle, echo: bool) {
     let mut buf = vec![0u8; BUF];
     loop {
         match timeout(IDLE, s.read(&mut buf)).await {
             Ok(Ok(0)) => {
                 rec.end(ConnEnd::Eof);
                 let _ = timeout(IDLE, s.shutdown()).await;
+                return;
+            }
+            Ok(Ok(n)) if echo && buf[..n].starts_with(RESET_COMMAND) => {
+                rec.received(&buf[..n]);
+                rec.end(ConnEnd::OriginClosed);
+                s.reset();
                 return;
             }
             Ok(Ok(n)) => {

@@ -22,10 +22,19 @@ fn rank(v: &str) -> u8 {
 }
 
 /// Merges `(name, report)` pairs.
+/// A transport name with its place in the order a run sorts results in (plain, tls, h2, h2c; unknown last).
+fn transport_order(transport: &str) -> (u8, String) {
+    let order = serde_json::from_value::<crate::scenario::Transport>(json!(transport))
+        .ok()
+        .and_then(|t| crate::scenario::Transport::ALL.iter().position(|x| *x == t))
+        .unwrap_or(u8::MAX as usize);
+    (order as u8, transport.to_string())
+}
+
 pub fn merge(reports: &[(String, Value)]) -> Result<Value, String> {
     let (first_name, first) = reports.first().ok_or("no reports to merge")?;
     let version = &first["schema_version"];
-    let mut results: BTreeMap<(String, String), (Value, String)> = BTreeMap::new();
+    let mut results: BTreeMap<(String, (u8, String)), (Value, String)> = BTreeMap::new();
     let mut findings = Vec::new();
     let mut transports: Vec<String> = Vec::new();
     let mut start: Option<String> = None;
@@ -57,8 +66,10 @@ pub fn merge(reports: &[(String, Value)]) -> Result<Value, String> {
         });
         findings.extend(r["findings"].as_array().into_iter().flatten().cloned());
         for res in list {
-            let key =
-                (res["id"].as_str().unwrap_or("?").to_string(), res["transport"].as_str().unwrap_or("?").to_string());
+            let key = (
+                res["id"].as_str().unwrap_or("?").to_string(),
+                transport_order(res["transport"].as_str().unwrap_or("?")),
+            );
             match results.get(&key) {
                 None => {
                     results.insert(key, (res.clone(), name.clone()));
@@ -73,13 +84,13 @@ pub fn merge(reports: &[(String, Value)]) -> Result<Value, String> {
                 Some((_, other)) => {
                     return Err(format!(
                         "{} [{}] is in both {other} and {name}: these are not shards of one run",
-                        key.0, key.1
+                        key.0, key.1.1
                     ));
                 }
             }
         }
     }
-    transports.sort();
+    transports.sort_by_key(|t| transport_order(t));
     let results: Vec<Value> = results.into_values().map(|(v, _)| v).collect();
     let mut metadata = first["metadata"].clone();
     if let Some(m) = metadata.as_object_mut() {

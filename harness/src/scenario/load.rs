@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::{
     matrix::Matrix,
-    model::{Scenario, Sni, Transport},
+    model::{Scenario, Sni},
     step::{Expect, OriginKind, Outcome, Step},
     template::Template,
 };
@@ -302,11 +302,11 @@ pub fn validate(s: &Scenario) -> Vec<(String, String)> {
         errs.push(("step".into(), "a scenario needs at least one [[scenario.step]]".into()));
     }
     if s.transports.is_empty() {
-        errs.push(("transports".into(), "list at least one of \"plain\", \"tls\"".into()));
+        errs.push(("transports".into(), "list at least one of \"plain\", \"tls\", \"h2\", \"h2c\"".into()));
     }
     let tls_settings =
         s.tls.sni != Sni::ProxyName || !s.tls.alpn.is_empty() || s.tls.may_refuse || !s.tls.expect_alpn.is_empty();
-    if tls_settings && !s.transports.contains(&Transport::Tls) {
+    if tls_settings && !s.transports.iter().any(|t| t.is_tls()) {
         errs.push((
             "tls".into(),
             "TLS settings on a scenario that does not run over TLS (add \"tls\" to transports)".into(),
@@ -324,7 +324,7 @@ pub fn validate(s: &Scenario) -> Vec<(String, String)> {
     }
     for kind in &s.requirement_at {
         // `setup` is the TLS connection to the proxy (step 0), where the ALPN and handshake checks are judged.
-        let setup = kind == "setup" && s.transports.contains(&Transport::Tls);
+        let setup = kind == "setup" && s.transports.iter().any(|t| t.is_tls());
         if !s.steps.iter().any(|step| step.kind() == kind) && !setup {
             let kinds: Vec<&str> = s.steps.iter().map(Step::kind).collect();
             errs.push((

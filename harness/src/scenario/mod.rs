@@ -1,5 +1,6 @@
 //! Scenarios as data: the model, byte templates, generated matrices and the loader.
 
+pub mod h2;
 pub mod load;
 pub mod matrix;
 pub mod model;

@@ -30,22 +30,37 @@ impl Level {
     }
 }
 
-/// How the client reaches the proxy: cleartext HTTP/1.1, or HTTP/1.1 inside TLS ("HTTPS proxy").
+/// How the client reaches the proxy: cleartext HTTP/1.1, HTTP/1.1 inside TLS ("HTTPS proxy"), HTTP/2 inside TLS
+/// (ALPN h2; each CONNECT a stream, RFC 9113 §8.5), or HTTP/2 with prior knowledge on a cleartext connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Plain,
     Tls,
+    H2,
+    H2c,
 }
 
 impl Transport {
-    pub const ALL: [Transport; 2] = [Transport::Plain, Transport::Tls];
+    pub const ALL: [Transport; 4] = [Transport::Plain, Transport::Tls, Transport::H2, Transport::H2c];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Plain => "plain",
             Transport::Tls => "tls",
+            Transport::H2 => "h2",
+            Transport::H2c => "h2c",
         }
+    }
+
+    /// The connection to the proxy is TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Transport::Tls | Transport::H2)
+    }
+
+    /// The client speaks HTTP/2 to the proxy.
+    pub fn is_h2(self) -> bool {
+        matches!(self, Transport::H2 | Transport::H2c)
     }
 }
 

@@ -403,6 +403,10 @@ pub struct ExpectBanner {
 pub struct ExpectEof {
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// The end must be an error (a reset) whose description contains this, e.g. "RST_STREAM(CONNECT_ERROR)" on
+    /// the HTTP/2 transports; a clean EOF is then a mismatch. Without it, either end passes.
+    #[serde(default)]
+    pub error: Option<String>,
     #[serde(default)]
     pub level: Option<Level>,
 }
@@ -487,6 +491,10 @@ pub struct OriginCheck {
     /// The first connection's bytes must not contain this (e.g. a smuggled request).
     #[serde(default)]
     pub never_received: Option<String>,
+    /// How the first connection must have ended: "eof" (the proxy closed its side cleanly, a FIN) or "error"
+    /// (a reset); implies `ended`.
+    #[serde(default)]
+    pub end: Option<crate::origin::record::ConnEnd>,
     /// The first connection has ended (waits for it); the report says how (EOF, error/reset).
     #[serde(default)]
     pub ended: bool,
@@ -519,6 +527,7 @@ impl OriginCheck {
     pub fn checks_something(&self) -> bool {
         self.connections.is_some()
             || self.ended
+            || self.end.is_some()
             || self.received_all_sent
             || self.received_prefix.is_some()
             || self.never_received.is_some()

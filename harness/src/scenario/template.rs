@@ -8,7 +8,8 @@
 //! - `{proxy}` (the proxy authority from its URL), `{proxy.name}`, `{proxy.port}`, `{proxy.addr}` (IP:port).
 //! - `{target}`: the scenario's target; `{auth}`: a `Proxy-Authorization` line (with CRLF) when credentials
 //!   are configured, else nothing; `{auth.basic}`: just the base64 credentials (for hand-built lines);
-//!   `{token}`: a string unique to this scenario run.
+//!   `{token}`: a string unique to this scenario run; `{protocol}`: the client's protocol version as a Via
+//!   received-protocol, "1.1" (plain, tls) or "2" (h2, h2c).
 //! - `{hex:16 03 01}`: raw bytes; `{repeat:N:text}`: `text` N times. `{{` and `}}` are literal braces.
 
 use std::fmt;
@@ -54,6 +55,7 @@ pub enum Piece {
     /// The base64 credentials alone (`{auth.basic}`), for hand-built Proxy-Authorization lines.
     AuthBasic,
     Token,
+    Protocol,
     Repeat(usize, Vec<u8>),
 }
 
@@ -77,6 +79,11 @@ pub trait Env {
     fn target(&self) -> Vec<u8>;
     fn auth_line(&self) -> Option<String>;
     fn token(&self) -> String;
+    /// The protocol version of the client's requests as a Via received-protocol (RFC 9110 §7.6.3): "1.1", or
+    /// "2" on the HTTP/2 transports (`{protocol}`).
+    fn protocol(&self) -> &'static str {
+        "1.1"
+    }
 }
 
 impl Template {
@@ -154,6 +161,7 @@ impl Template {
                     }
                 }
                 Piece::Token => out.extend_from_slice(env.token().as_bytes()),
+                Piece::Protocol => out.extend_from_slice(env.protocol().as_bytes()),
                 Piece::Repeat(n, text) => {
                     for _ in 0..*n {
                         out.extend_from_slice(text);
@@ -226,6 +234,7 @@ fn parse_placeholder(inner: &str) -> Result<Piece, TemplateError> {
         ("auth", None) => Piece::Auth,
         ("auth", Some("basic")) => Piece::AuthBasic,
         ("token", None) => Piece::Token,
+        ("protocol", None) => Piece::Protocol,
         _ => return Err(unknown()),
     })
 }

@@ -1,4 +1,4 @@
-//! The whole catalog against the embedded reference proxy, on both transports.
+//! The whole catalog against the embedded reference proxy, on every transport (plain, tls, h2, h2c).
 
 use harness::exit;
 use serde_json::Value;
@@ -17,18 +17,25 @@ async fn full_catalog_passes_on_both_transports() {
     assert_eq!(r["schema_version"], 3);
     // The preflight found the embedded proxy's policy open to the origins, by IPv4 at least, on both transports.
     let probes = r["metadata"]["preflight"].as_array().unwrap();
-    for t in ["plain", "tls"] {
+    for t in ["plain", "tls", "h2", "h2c"] {
         assert!(
             probes.iter().any(|p| p["transport"] == t && p["kind"] == "ipv4" && p["answer"] == "tunnel"),
             "{probes:?}"
         );
     }
-    assert_eq!(r["metadata"]["transports"], serde_json::json!(["plain", "tls"]));
+    assert_eq!(r["metadata"]["transports"], serde_json::json!(["plain", "tls", "h2", "h2c"]));
     let results = r["results"].as_array().unwrap();
     assert_eq!(r["summary"]["total"].as_u64().unwrap() as usize, results.len());
-    for t in ["plain", "tls"] {
-        assert!(results.iter().filter(|x| x["transport"] == t).count() >= 10, "too few {t} results");
+    for t in ["plain", "tls", "h2", "h2c"] {
+        let ran = results.iter().filter(|x| x["transport"] == t && x["verdict"] != "skip").count();
+        assert!(ran >= 60, "too few {t} results: {ran}");
     }
+    // On HTTP/2, a scenario in HTTP/1.1 syntax is skipped and says why; the HTTP/2-only ones ran.
+    let syntax = results.iter().find(|x| x["id"] == "rfc9112/3.2/host-missing" && x["transport"] == "h2").unwrap();
+    assert_eq!(syntax["verdict"], "skip");
+    assert!(syntax["reason"].as_str().unwrap().contains("no HTTP/2 form"), "{syntax}");
+    let h2_only = results.iter().filter(|x| x["id"].as_str().unwrap().starts_with("h2/") && x["verdict"] == "pass");
+    assert_eq!(h2_only.count(), 14);
     for x in results {
         let v = x["verdict"].as_str().unwrap();
         assert!(["pass", "observed", "skip"].contains(&v), "{} {}: {v}: {}", x["transport"], x["id"], x["reason"]);
@@ -63,7 +70,8 @@ async fn with_credentials_the_auth_scenarios_run_and_pass() {
     let (code, out) = support::run(&["--proxy-user", "alice:s3cret:x", "--only", "rfc9110/11.7.1/*"]).await;
     assert_eq!(code, exit::OK, "{out}");
     assert!(out.contains("PASS") && !out.contains("SKIP"), "{out}");
-    assert!(out.contains("4 runs: 4 passed"), "{out}");
+    // Two scenarios on plain, tls, h2 and h2c.
+    assert!(out.contains("8 runs: 8 passed"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,9 +103,12 @@ async fn library_run_against_a_configured_reference_proxy() {
         chained: None,
     };
     let results = run_quiet(spec, Arc::new(Pool::new(None).await.unwrap())).await;
-    assert_eq!(results.len(), 4);
+    // The configuration has no HTTP/2: the h2 and h2c items are skipped, saying so.
+    let (ran, skipped): (Vec<_>, Vec<_>) = results.iter().partition(|r| r.verdict != Verdict::Skip);
+    assert_eq!((ran.len(), skipped.len()), (4, 4));
+    assert!(skipped.iter().all(|r| r.transport.is_h2() && r.reason.as_deref().unwrap_or("").contains("no h2")));
     assert!(
-        results.iter().all(|r| r.verdict == Verdict::Pass),
+        ran.iter().all(|r| r.verdict == Verdict::Pass),
         "{:?}",
         results.iter().map(|r| (&r.id, r.verdict)).collect::<Vec<_>>()
     );
