@@ -341,21 +341,19 @@ fn send_success(
 }
 
 /// The status and fields of the HTTP/1.1 2xx head the hooks give (200 and none by default; under the
-/// `tunnel-parent-answer` fault, the parent's answer) and the bytes after its end.
+/// `tunnel-parent-answer` fault, the parent's answer) and the bytes after its end, read with the proxy's own
+/// response-head parser. A head it refuses (a fault's broken status line) is a plain 200.
 fn success_extras(head: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
     if head == crate::response::ESTABLISHED {
         return (200, Vec::new(), Vec::new());
     }
-    let end = memchr::memmem::find(head, b"\r\n\r\n").map_or(head.len(), |e| e + 4);
-    let text = String::from_utf8_lossy(&head[..end]);
-    let status = text.split(' ').nth(1).and_then(|c| c.parse::<u16>().ok()).filter(|c| (200..600).contains(c));
-    let fields = text
-        .split("\r\n")
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status.unwrap_or(200), fields, head[end..].to_vec())
+    match crate::wire::parse_response(head) {
+        Ok(Some((h, used))) if h.status >= 200 => {
+            let fields = h.fields.into_iter().map(|(n, v)| (n.to_ascii_lowercase(), v)).collect();
+            (h.status, fields, head[used..].to_vec())
+        }
+        _ => (200, Vec::new(), Vec::new()),
+    }
 }
 
 /// Answers 200 (unless it went out already) and relays between the stream and the upstream connection until
@@ -432,19 +430,14 @@ async fn relay(
                 }
                 Ok(Some(Ok(data))) => {
                     let n = data.len();
-                    let _ = recv.flow_control().release_capacity(n);
-                    let data = if faults.relay.lose_last_client_bytes {
-                        match held.replace(data) {
-                            Some(previous) => previous,
-                            None => continue,
+                    let data = if faults.relay.lose_last_client_bytes { held.replace(data) } else { Some(data) };
+                    if let Some(data) = data {
+                        if w.write_all(&data).await.is_err() {
+                            return Err("upstream-write-failed");
                         }
-                    } else {
-                        data
-                    };
-                    if w.write_all(&data).await.is_err() {
-                        return Err("upstream-write-failed");
+                        up_bytes += data.len() as u64;
                     }
-                    up_bytes += data.len() as u64;
+                    let _ = recv.flow_control().release_capacity(n);
                 }
                 Ok(Some(Err(_))) => return Err("client-reset-stream"),
             }
@@ -474,16 +467,11 @@ async fn relay(
                         buf[0] ^= 0x01;
                     }
                     let data = Bytes::copy_from_slice(&buf[..n]);
-                    let data = if faults.relay.lose_last_upstream_bytes {
-                        match held.replace(data) {
-                            Some(previous) => previous,
-                            None => continue,
-                        }
-                    } else {
-                        data
-                    };
-                    down_bytes += data.len() as u64;
-                    send_all(send, data).await.map_err(|_| "client-gone")?;
+                    let data = if faults.relay.lose_last_upstream_bytes { held.replace(data) } else { Some(data) };
+                    if let Some(data) = data {
+                        down_bytes += data.len() as u64;
+                        send_all(send, data).await.map_err(|_| "client-gone")?;
+                    }
                 }
                 Ok(Err(_)) if faults.h2.reset_as_end_stream => {
                     let _ = send.send_data(Bytes::new(), true);
