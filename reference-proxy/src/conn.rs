@@ -242,11 +242,6 @@ async fn connect_request(
             return Err(None);
         }
     };
-    // A Via that carries this process's own member: the request came round (RFC 9110 §7.6.3, RFC 9209 §2.3.32).
-    if hooks.detect_loops() && upstream::is_loop(&req.via, &shared.via_token) {
-        let details = format!("Via already carries this proxy's member ({}), or too many hops: a loop", config.name);
-        return Err(Some(ErrorResponse::new(502, ErrorType::ProxyLoopDetected, details)));
-    }
     let early_200 = hooks.respond_before_connect();
     if early_200 {
         write_response(client, hooks.success_head(), config).await;
@@ -264,6 +259,12 @@ async fn connect_request(
 /// decided, the same for an HTTP/1.1 request and an HTTP/2 stream.
 pub(crate) async fn reach(shared: &Shared, req: &Request, dest: &Destination) -> Result<FarSide, ErrorResponse> {
     let (config, hooks) = (&shared.config, &*shared.hooks);
+    // A Via that carries this process's own member: the request came round (RFC 9110 §7.6.3, RFC 9209 §2.3.32).
+    // Here, where HTTP/1.1 and HTTP/2 requests both pass, so neither can skip it.
+    if hooks.detect_loops() && upstream::is_loop(&req.via, &shared.via_token) {
+        let details = format!("Via already carries this proxy's member ({}), or too many hops: a loop", config.name);
+        return Err(ErrorResponse::new(502, ErrorType::ProxyLoopDetected, details));
+    }
     if let Some(up) = &config.upstream
         && !up.goes_direct(&dest.host)
     {

@@ -153,6 +153,22 @@ async fn a_refused_stream_gets_a_status_with_proxy_status_and_the_connection_liv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_via_has_32_hops_is_a_loop() {
+    let proxy = h2_proxy().await;
+    let mut send = h2c(&proxy).await;
+    let echo = echo_server().await;
+    let mut req = connect_request(&echo.to_string());
+    let hops: Vec<String> = (0..32).map(|i| format!("1.1 hop{i}")).collect();
+    req.headers_mut().insert("via", hops.join(", ").parse().unwrap());
+    let (resp, _body) = send.send_request(req, false).unwrap();
+    let resp = within("refusal", resp).await.unwrap();
+    assert_eq!(resp.status(), 502);
+    let ps = resp.headers()["proxy-status"].to_str().unwrap();
+    assert!(ps.contains("error=proxy_loop_detected"), "{ps}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_tunnel_does_not_hold_back_another_on_the_same_connection() {
     let proxy = h2_proxy().await;
     // A sink that accepts and never reads: the tunnel to it stalls once the kernel buffers are full.
