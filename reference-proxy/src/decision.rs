@@ -56,28 +56,26 @@ impl Request {
         };
         let host_field = head.host().map(|h| (OwnedHost::from(&h.host), h.port));
         let named = |name: &'static str| head.fields().filter(move |f| f.name.eq_ignore_ascii_case(name));
-        let auth = config.auth.as_ref().map(|auth| auth.check(named("proxy-authorization").map(|f| f.value)));
+        let facts = FieldFacts::of(|| head.fields().map(|f| (f.name, f.value)), config);
         Request {
             method: head.method().to_owned(),
             target: head.target().to_owned(),
             host,
             port,
             host_field,
-            auth,
+            auth: facts.auth,
             version: head.version(),
             leading_empty_line: buf.starts_with(b"\r\n"),
             upgrade: named("upgrade").next().is_some(),
             expect_100: named("expect").any(|f| f.value.eq_ignore_ascii_case(b"100-continue")),
-            auth_scheme_exact: named("proxy-authorization").all(|f| f.value.starts_with(b"Basic ")),
-            longest_value: head.fields().map(|f| f.value.len()).max().unwrap_or(0),
-            via: named("via").map(|f| String::from_utf8_lossy(f.value).into_owned()).collect(),
+            auth_scheme_exact: facts.auth_scheme_exact,
+            longest_value: facts.longest_value,
+            via: facts.via,
             #[cfg(feature = "faults")]
-            fields: head.fields().map(|f| (f.name.to_owned(), String::from_utf8_lossy(f.value).into_owned())).collect(),
+            fields: facts.fields,
         }
     }
-}
 
-impl Request {
     /// The request of an HTTP/2 CONNECT stream: `:authority` (already checked present, without `:scheme` or
     /// `:path`) and the header fields. The authority must be `host:port`, as in HTTP/1.1 (RFC 9113 §8.5).
     pub(crate) fn from_h2<'a>(
@@ -86,26 +84,52 @@ impl Request {
         config: &ProxyConfig,
     ) -> Result<Request, crate::wire::WireError> {
         let a = crate::wire::parse_authority(authority.as_bytes())?;
-        let named =
-            |name: &'static str| fields.clone().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v);
-        let auth = config.auth.as_ref().map(|auth| auth.check(named("proxy-authorization")));
+        let facts = FieldFacts::of(|| fields.clone(), config);
         Ok(Request {
             method: "CONNECT".to_owned(),
             target: authority.to_owned(),
             host: OwnedHost::from(&a.host),
             port: a.port,
             host_field: None,
-            auth,
+            auth: facts.auth,
             version: crate::wire::Version::HTTP_2,
             leading_empty_line: false,
             upgrade: false,
             expect_100: false,
+            auth_scheme_exact: facts.auth_scheme_exact,
+            longest_value: facts.longest_value,
+            via: facts.via,
+            #[cfg(feature = "faults")]
+            fields: facts.fields,
+        })
+    }
+}
+
+/// What the decision reads from the header fields, the same for an HTTP/1.1 head and an HTTP/2 stream.
+struct FieldFacts {
+    auth: Option<AuthCheck>,
+    auth_scheme_exact: bool,
+    longest_value: usize,
+    via: Vec<String>,
+    #[cfg(feature = "faults")]
+    fields: Vec<(String, String)>,
+}
+
+impl FieldFacts {
+    /// `fields` gives the (name, value) pairs afresh at each call.
+    fn of<'a, I>(fields: impl Fn() -> I, config: &ProxyConfig) -> FieldFacts
+    where
+        I: Iterator<Item = (&'a str, &'a [u8])>,
+    {
+        let named = |name: &'static str| fields().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+        FieldFacts {
+            auth: config.auth.as_ref().map(|auth| auth.check(named("proxy-authorization"))),
             auth_scheme_exact: named("proxy-authorization").all(|v| v.starts_with(b"Basic ")),
-            longest_value: fields.clone().map(|(_, v)| v.len()).max().unwrap_or(0),
+            longest_value: fields().map(|(_, v)| v.len()).max().unwrap_or(0),
             via: named("via").map(|v| String::from_utf8_lossy(v).into_owned()).collect(),
             #[cfg(feature = "faults")]
-            fields: fields.map(|(n, v)| (n.to_owned(), String::from_utf8_lossy(v).into_owned())).collect(),
-        })
+            fields: fields().map(|(n, v)| (n.to_owned(), String::from_utf8_lossy(v).into_owned())).collect(),
+        }
     }
 }
 
