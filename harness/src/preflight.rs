@@ -343,18 +343,14 @@ async fn probe_with(
     target: &str,
     sni: Option<String>,
 ) -> (ProbeAnswer, Option<u16>, String) {
-    let alpn = if ep.transport == Transport::H2 { vec!["h2".to_string()] } else { Vec::new() };
-    let choice = connect::TlsChoice { sni, alpn };
+    let choice = connect::TlsChoice { sni, alpn: Vec::new() };
     let mut conn = match connect::open(ep, settings, &choice, Transcript::empty()).await {
         Ok((c, _)) => c,
         Err((e, _, _)) => return (ProbeAnswer::NoAnswer, None, format!("no connection to the proxy: {e}")),
     };
     let deadline = Instant::now() + settings.step_timeout;
-    if ep.transport.is_h2() {
+    if conn.is_h2() {
         // The same probe as a CONNECT stream.
-        if let Err(e) = conn.start_h2(deadline).await {
-            return (ProbeAnswer::NoAnswer, None, format!("no HTTP/2 connection with the proxy: {e}"));
-        }
         let auth: Vec<(String, Vec<u8>)> = settings
             .proxy_user
             .as_deref()

@@ -8,7 +8,10 @@ use rustls::pki_types::ServerName;
 use tokio::time::Instant;
 
 use super::{ProxyEndpoint, ProxyTls, Settings};
-use crate::client::{self, Conn, TlsError, tls::CertCheck, tls::ProxyTrust, transcript::Transcript};
+use crate::{
+    client::{self, Conn, TlsError, tls::CertCheck, tls::ProxyTrust, transcript::Transcript},
+    scenario::Transport,
+};
 
 /// The TLS settings of one connection to the proxy.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +42,12 @@ pub enum OpenError {
     /// The handshake failed or timed out, twice.
     #[error("{first}; retried: {second}")]
     Handshake { first: TlsError, second: TlsError },
+    /// On the `h2` transport, the proxy did not select h2 in ALPN (this is what it selected).
+    #[error("the proxy did not select h2 in ALPN (selected {0:?}): it does not offer HTTP/2 on this listener")]
+    NoH2(Option<String>),
+    /// The HTTP/2 connection preface and SETTINGS exchange failed.
+    #[error("no HTTP/2 connection with the proxy: {0}")]
+    H2(crate::client::h2::H2Error),
 }
 
 impl OpenError {
@@ -107,10 +116,10 @@ pub async fn open(
                 transcript.event(format!("connected to the proxy at {} ({})", ep.addr, ep.transport.as_str()));
                 let mut conn = Conn::new(tcp, transcript);
                 if !ep.transport.is_tls() {
-                    return Ok((conn, None));
+                    return start_http2(conn, ep, None, deadline).await;
                 }
                 match handshake(&mut conn, ep, choice, deadline).await {
-                    Ok(facts) => return Ok((conn, Some(facts))),
+                    Ok(facts) => return start_http2(conn, ep, Some(facts), deadline).await,
                     Err((HandshakeError::Fatal(e), facts)) => {
                         return Err((e, facts, std::mem::replace(&mut conn.transcript, Transcript::empty())));
                     }
@@ -139,6 +148,29 @@ pub async fn open(
     unreachable!("the second attempt always returns")
 }
 
+/// HTTP/2 on the h2 transports, and wherever ALPN selected h2 (a client that offered h2 must then speak it).
+/// Not retried: a proxy without HTTP/2 on this listener will not grow it in 100 ms.
+async fn start_http2(
+    mut conn: Conn,
+    ep: &ProxyEndpoint,
+    facts: Option<ProxyTls>,
+    deadline: Instant,
+) -> Result<(Conn, Option<ProxyTls>), (OpenError, Option<ProxyTls>, Transcript)> {
+    let selected = facts.as_ref().and_then(|f| f.alpn_selected.clone());
+    let alpn_h2 = selected.as_deref() == Some("h2");
+    let failed = if ep.transport == Transport::H2 && !alpn_h2 {
+        Some(OpenError::NoH2(selected))
+    } else if ep.transport.is_h2() || alpn_h2 {
+        conn.start_h2(deadline).await.err().map(OpenError::H2)
+    } else {
+        None
+    };
+    match failed {
+        None => Ok((conn, facts)),
+        Some(e) => Err((e, facts, std::mem::replace(&mut conn.transcript, Transcript::empty()))),
+    }
+}
+
 enum HandshakeError {
     /// Not worth a retry (configuration, untrusted chain).
     Fatal(OpenError),
@@ -154,9 +186,11 @@ async fn handshake(
     deadline: Instant,
 ) -> Result<ProxyTls, (HandshakeError, Option<ProxyTls>)> {
     let sni_sent = sni_sent(choice.sni.as_deref());
+    // The h2 transport offers exactly h2.
+    let alpn = if ep.transport == Transport::H2 { vec!["h2".to_string()] } else { choice.alpn.clone() };
     let mut facts = ProxyTls {
         sni_sent: sni_sent.clone(),
-        alpn_offered: choice.alpn.clone(),
+        alpn_offered: alpn.clone(),
         alpn_selected: None,
         cert: CertCheck::default(),
     };
@@ -164,11 +198,10 @@ async fn handshake(
         return Err((HandshakeError::Fatal(OpenError::BadName(ep.host.clone())), Some(facts)));
     };
     let trust = ep.trust.clone().unwrap_or(ProxyTrust::Insecure);
-    let (config, cell) =
-        match client::tls::proxy_client_config(&trust, proxy_name.clone(), sni_sent.is_some(), &choice.alpn) {
-            Ok(c) => c,
-            Err(e) => return Err((HandshakeError::Fatal(OpenError::Config(e)), Some(facts))),
-        };
+    let (config, cell) = match client::tls::proxy_client_config(&trust, proxy_name.clone(), sni_sent.is_some(), &alpn) {
+        Ok(c) => c,
+        Err(e) => return Err((HandshakeError::Fatal(OpenError::Config(e)), Some(facts))),
+    };
     let connect_name = match &sni_sent {
         Some(n) => ServerName::try_from(n.clone()).unwrap_or(proxy_name),
         None => proxy_name,

@@ -260,7 +260,7 @@ pub async fn execute(
     };
 
     let choice = tls_choice(scn, ep, &env);
-    let (mut conn, tls_facts) = match connect::open(ep, settings, &choice, transcript).await {
+    let (conn, tls_facts) = match connect::open(ep, settings, &choice, transcript).await {
         Ok(opened) => opened,
         Err((e, facts, transcript)) => return Execution::failed(open_failure(scn, &e), transcript, facts),
     };
@@ -274,23 +274,6 @@ pub async fn execute(
             steps.push(StepReport::new(0, "proxy_tls", scn.level, StepResult::Mismatch, detail));
             return finish(steps, conn, origins, None, tls_facts);
         }
-    }
-    // HTTP/2 on the h2 transports, and wherever ALPN selected h2 (a client that offered h2 must then speak it).
-    let alpn_h2 = tls_facts.as_ref().and_then(|f| f.alpn_selected.as_deref()) == Some("h2");
-    if ep.transport == Transport::H2 && !alpn_h2 {
-        let detail = format!(
-            "the proxy did not select h2 in ALPN (selected {:?}): it does not offer HTTP/2 on this listener",
-            tls_facts.as_ref().and_then(|f| f.alpn_selected.clone())
-        );
-        steps.push(StepReport::new(0, "proxy_tls", scn.level, StepResult::Setup, detail));
-        return finish(steps, conn, origins, None, tls_facts);
-    }
-    if (ep.transport.is_h2() || alpn_h2)
-        && let Err(e) = conn.start_h2(Instant::now() + settings.step_timeout).await
-    {
-        let detail = format!("no HTTP/2 connection with the proxy (not this scenario's requirement): {e}");
-        steps.push(StepReport::new(0, "h2_connection", scn.level, StepResult::Setup, detail));
-        return finish(steps, conn, origins, None, tls_facts);
     }
 
     let mut state = State {
@@ -367,8 +350,7 @@ fn tls_choice(scn: &crate::scenario::Scenario, ep: &ProxyEndpoint, env: &RunEnv<
         Sni::None => None,
         Sni::Literal(n) => Some(n.clone()),
     };
-    let alpn = if ep.transport == Transport::H2 { vec!["h2".to_string()] } else { scn.tls.alpn.clone() };
-    connect::TlsChoice { sni, alpn }
+    connect::TlsChoice { sni, alpn: scn.tls.alpn.clone() }
 }
 
 /// What a connection that could not be opened (after the retry) means for this scenario.
@@ -386,6 +368,8 @@ fn open_failure(scn: &crate::scenario::Scenario, e: &connect::OpenError) -> Step
             format!("could not connect to the proxy, twice (the proxy stopped accepting connections?): {e}"),
         ),
         E::BadName(_) | E::Config(_) | E::Untrusted(_) => report("proxy_tls", StepResult::Error, e.to_string()),
+        E::NoH2(_) => report("proxy_tls", StepResult::Setup, e.to_string()),
+        E::H2(_) => report("h2_connection", StepResult::Setup, format!("{e} (not this scenario's requirement)")),
         E::Handshake { .. } if scn.tls.judge_handshake => {
             let result = if e.timed_out() { StepResult::TimedOut } else { StepResult::Mismatch };
             report("proxy_tls", result, format!("TLS to the proxy: {e}"))

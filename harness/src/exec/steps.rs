@@ -145,32 +145,7 @@ type H2Request = (String, Vec<(String, Vec<u8>)>, Vec<u8>);
 async fn h2_connect(st: &mut State<'_>, c: &ConnectRequest, index: usize, kind: &str) -> StepReport {
     let level = st.level;
     let report = |result, detail| StepReport::new(index, kind, level, result, detail);
-    let built = (|| -> Result<H2Request, String> {
-        let target = match &c.target {
-            Some(t) => st.expand(t)?,
-            None => st.env.target.clone(),
-        };
-        let target = String::from_utf8(target).map_err(|_| "the target is not UTF-8".to_string())?;
-        let mut fields = Vec::new();
-        for f in &c.fields {
-            let line = st.expand(f)?;
-            let (name, value) = crate::scenario::h2::split_field(&line)
-                .ok_or_else(|| format!("{:?} is not a \"Name: value\" field line", String::from_utf8_lossy(&line)))?;
-            fields.push((name, value));
-        }
-        if c.auth
-            && let Some(line) = &st.env.auth
-            && let Some(field) = crate::scenario::h2::split_field(line.as_bytes())
-        {
-            fields.push(field);
-        }
-        let early = match &c.early {
-            Some(e) => st.expand(e)?,
-            None => Vec::new(),
-        };
-        Ok((target, fields, early))
-    })();
-    let (target, fields, early) = match built {
+    let (target, fields, early) = match build_h2_connect(st, c) {
         Ok(b) => b,
         Err(e) => return report(StepResult::Error, e),
     };
@@ -197,6 +172,34 @@ async fn h2_connect(st: &mut State<'_>, c: &ConnectRequest, index: usize, kind: 
         Err(e @ crate::client::h2::H2Error::Request(_)) => report(StepResult::Error, e.to_string()),
         Err(e) => report(StepResult::Mismatch, e.to_string()),
     }
+}
+
+/// The `connect` step's stream: the authority, the fields (Proxy-Authorization last, when configured) and the
+/// early DATA; the HTTP/2 counterpart of [`build_connect`].
+fn build_h2_connect(st: &State<'_>, c: &ConnectRequest) -> Result<H2Request, String> {
+    let target = match &c.target {
+        Some(t) => st.expand(t)?,
+        None => st.env.target.clone(),
+    };
+    let target = String::from_utf8(target).map_err(|_| "the target is not UTF-8".to_string())?;
+    let mut fields = Vec::new();
+    for f in &c.fields {
+        let line = st.expand(f)?;
+        let (name, value) = crate::scenario::h2::split_field(&line)
+            .ok_or_else(|| format!("{:?} is not a \"Name: value\" field line", String::from_utf8_lossy(&line)))?;
+        fields.push((name, value));
+    }
+    if c.auth
+        && let Some(line) = &st.env.auth
+        && let Some(field) = crate::scenario::h2::split_field(line.as_bytes())
+    {
+        fields.push(field);
+    }
+    let early = match &c.early {
+        Some(e) => st.expand(e)?,
+        None => Vec::new(),
+    };
+    Ok((target, fields, early))
 }
 
 /// The request bytes, and how many bytes at the end are early tunnel data.

@@ -21,7 +21,6 @@ fn rank(v: &str) -> u8 {
     }
 }
 
-/// Merges `(name, report)` pairs.
 /// A transport name with its place in the order a run sorts results in (plain, tls, h2, h2c; unknown last).
 fn transport_order(transport: &str) -> (u8, String) {
     let order = serde_json::from_value::<crate::scenario::Transport>(json!(transport))
@@ -31,6 +30,7 @@ fn transport_order(transport: &str) -> (u8, String) {
     (order as u8, transport.to_string())
 }
 
+/// Merges `(name, report)` pairs.
 pub fn merge(reports: &[(String, Value)]) -> Result<Value, String> {
     let (first_name, first) = reports.first().ok_or("no reports to merge")?;
     let version = &first["schema_version"];

@@ -133,40 +133,20 @@ async fn a_chained_external_proxy_runs_the_chained_scenarios() {
     let port_s = port.to_string();
     let dir = TempDir::new("chained");
     let report = dir.path("r.json");
-    let (code, out) = support::run(&[
-        "--proxy",
-        &url,
-        "--proxy-user",
-        "alice:pw",
-        "--upstream-proxy-port",
-        &port_s,
-        "--upstream-proxy-credentials",
-        "child:parent-pw",
-        "--only",
-        "chained/*",
-        "--report",
-        &report,
-    ])
-    .await;
+    // The proxy under test, its client credentials, the parent's port and the chained scenarios; then the
+    // credentials the proxy presents to the parent, and the rest.
+    let chained = |presents: &'static str| {
+        let args: Vec<&str> = vec!["--proxy", &url, "--proxy-user", "alice:pw", "--upstream-proxy-port", &port_s];
+        [args, vec!["--only", "chained/*", "--upstream-proxy-credentials", presents]].concat()
+    };
+    let (code, out) = support::run(&[chained("child:parent-pw"), vec!["--report", &report]].concat()).await;
     assert_eq!(code, exit::OK, "{out}");
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let results = r["results"].as_array().unwrap();
     let passed = results.iter().filter(|x| x["verdict"] == "pass" && x["transport"] == "plain").count();
     assert!(passed >= 16, "{out}");
     // Credentials the proxy does not present: recorded once (the `may` scenario), no other scenario breaks.
-    let (code, out) = support::run(&[
-        "--proxy",
-        &url,
-        "--proxy-user",
-        "alice:pw",
-        "--upstream-proxy-port",
-        &port_s,
-        "--upstream-proxy-credentials",
-        "someone:else",
-        "--only",
-        "chained/*",
-    ])
-    .await;
+    let (code, out) = support::run(&chained("someone:else")).await;
     assert_eq!(code, exit::OK, "{out}");
     assert!(out.contains("OBSERVED") && out.contains("chained/11.7.2/own-credentials-presented"), "{out}");
     // A proxy that is not chained, run without the flag: skipped, saying why.
