@@ -343,7 +343,7 @@ async fn probe_with(
     target: &str,
     sni: Option<String>,
 ) -> (ProbeAnswer, Option<u16>, String) {
-    let choice = connect::TlsChoice { sni, alpn: Vec::new() };
+    let choice = connect::TlsChoice { sni, alpn: Vec::new(), h2_frames: false };
     let mut conn = match connect::open(ep, settings, &choice, Transcript::empty()).await {
         Ok((c, _)) => c,
         Err((e, _, _)) => return (ProbeAnswer::NoAnswer, None, format!("no connection to the proxy: {e}")),

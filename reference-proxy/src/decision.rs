@@ -85,12 +85,18 @@ impl Request {
     ) -> Result<Request, crate::wire::WireError> {
         let a = crate::wire::parse_authority(authority.as_bytes())?;
         let facts = FieldFacts::of(|| fields.clone(), config);
+        // A Host field is never used to find the target (RFC 9113 §8.3.1), but it is kept, as in HTTP/1.1, for
+        // the faults that misroute by it.
+        let host_field = fields
+            .clone()
+            .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+            .and_then(|(_, v)| crate::wire::parse_host_field(v).ok().map(|h| (OwnedHost::from(&h.host), h.port)));
         Ok(Request {
             method: "CONNECT".to_owned(),
             target: authority.to_owned(),
             host: OwnedHost::from(&a.host),
             port: a.port,
-            host_field: None,
+            host_field,
             auth: facts.auth,
             version: crate::wire::Version::HTTP_2,
             leading_empty_line: false,

@@ -2,6 +2,9 @@
 //! can show that its checks fail when they should (negative controls). Never enabled in the default binary.
 
 use std::str::FromStr;
+
+#[cfg(feature = "faults")]
+mod h2_filter;
 #[cfg(feature = "faults")]
 use std::sync::Arc;
 
@@ -208,6 +211,12 @@ faults! {
     H2ClientResetAsFin = "h2-client-reset-as-fin",
     /// HTTP/2: after a refused stream, close the whole connection (GOAWAY), so a second CONNECT on it fails.
     H2CloseAfterRefusal = "h2-close-after-refusal",
+    /// HTTP/2: ignore `:scheme` and `:path` on a CONNECT stream and tunnel to `:authority` (the h2 crate refuses
+    /// them, so the client's HEADERS are rewritten without them before it reads them).
+    H2AcceptSchemePath = "h2-accept-scheme-path",
+    /// HTTP/2: ignore connection-specific fields (connection, proxy-connection, keep-alive, transfer-encoding,
+    /// upgrade, te other than trailers) instead of treating the request as malformed (rewritten away as above).
+    H2AcceptConnectionFields = "h2-accept-connection-fields",
 }
 
 impl std::fmt::Display for Fault {
@@ -724,6 +733,32 @@ impl Hooks for FaultHooks {
             client_reset_as_fin: self.has(Fault::H2ClientResetAsFin),
             close_after_refusal: self.has(Fault::H2CloseAfterRefusal),
         }
+    }
+
+    fn h2_client_io(&self, io: crate::hooks::H2Io) -> crate::hooks::H2Io {
+        let scheme_path = self.has(Fault::H2AcceptSchemePath);
+        let connection = self.has(Fault::H2AcceptConnectionFields);
+        let by_host = self.has(Fault::RouteByHost);
+        if !scheme_path && !connection && !by_host {
+            return io;
+        }
+        Box::new(h2_filter::HeaderFilter::new(io, move |fields: h2_filter::Fields| {
+            let ignored = |name: &[u8], value: &[u8]| {
+                (scheme_path && (name == b":scheme" || name == b":path"))
+                    || (connection
+                        && (h2_filter::CONNECTION_SPECIFIC.contains(&name) || (name == b"te" && value != b"trailers")))
+            };
+            let mut fields: h2_filter::Fields = fields.into_iter().filter(|(n, v)| !ignored(n, v)).collect();
+            // route-by-host: a stream without :authority goes where its Host field says.
+            if by_host
+                && !fields.iter().any(|(n, _)| n == b":authority")
+                && let Some((_, host)) = fields.iter().find(|(n, _)| n == b"host")
+            {
+                let authority = (b":authority".to_vec(), host.clone());
+                fields.insert(1.min(fields.len()), authority);
+            }
+            fields
+        }))
     }
 }
 

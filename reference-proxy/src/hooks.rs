@@ -27,6 +27,14 @@ pub(crate) enum Interjection {
     WriteAndClose { bytes: &'static [u8], stall: bool },
 }
 
+/// An HTTP/2 client connection as the `h2` crate reads it (see [`Hooks::h2_client_io`]).
+pub(crate) type H2Io = Box<dyn H2IoTrait>;
+
+/// What an [`H2Io`] is: a byte stream, both ways.
+pub(crate) trait H2IoTrait: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> H2IoTrait for T {}
+
 /// Decision points of one connection. Defaults are correct; see the module documentation.
 pub(crate) trait Hooks: Send + Sync {
     /// The parser limits to use.
@@ -165,6 +173,12 @@ pub(crate) trait Hooks: Send + Sync {
     /// HTTP/2 stream misbehaviours (none by default).
     fn h2(&self) -> H2Faults {
         H2Faults::default()
+    }
+
+    /// The client's HTTP/2 byte stream before the `h2` crate reads it: unchanged. (The crate itself refuses some
+    /// malformed requests; the faults that accept them rewrite the client's HEADERS here.)
+    fn h2_client_io(&self, io: H2Io) -> H2Io {
+        io
     }
 }
 

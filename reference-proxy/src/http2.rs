@@ -87,6 +87,7 @@ where
         .initial_connection_window_size(connection_window(settings.max_concurrent_streams))
         .max_header_list_size(shared.hooks.parser_limits(shared.config.limits.wire).max_head as u32)
         .max_send_buffer_size(READ_CHUNK * 4);
+    let io = shared.hooks.h2_client_io(Box::new(io));
     let mut conn = match timeout_at(deadline, builder.handshake::<_, Bytes>(io)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
@@ -173,9 +174,9 @@ fn request_of(req: &http::Request<RecvStream>, shared: &Shared) -> Result<Reques
     if uri.scheme().is_some() || uri.path_and_query().is_some() {
         return Err(Malformed::SchemeOrPath);
     }
-    let authority = uri.authority().ok_or(Malformed::NoAuthority)?;
+    let authority = uri.authority().ok_or(Malformed::NoAuthority)?.as_str();
     let fields: Vec<(&str, &[u8])> = req.headers().iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
-    match Request::from_h2(authority.as_str(), fields.iter().copied(), &shared.config) {
+    match Request::from_h2(authority, fields.iter().copied(), &shared.config) {
         Ok(r) => Ok(r),
         // A parser-relaxing fault rewrites the request as it would an HTTP/1.1 head (the same seam).
         Err(e) if shared.hooks.relaxes(&e) => {

@@ -11,7 +11,7 @@
 //!
 //! Each direction is its own task, so a proxy that stops granting window in one direction cannot stop the
 //! other (the echo steps write and read at once). Malformed requests (`:scheme`/`:path`, connection-specific
-//! fields), which the `h2` crate refuses to send, need a frame writer of the harness's own: not yet.
+//! fields), which the `h2` crate refuses to send, go through the harness's own frames ([`super::h2_frames`]).
 
 use std::{
     io,

@@ -2,6 +2,7 @@
 //! the tunnel), where every read and write has a deadline and everything is written to a transcript.
 
 pub mod h2;
+pub mod h2_frames;
 pub mod head;
 pub mod tls;
 pub mod transcript;
@@ -103,7 +104,30 @@ pub struct Conn {
     tcp_fd: Option<OwnedFd>,
     pub transcript: Transcript,
     /// On the `h2` and `h2c` transports: the HTTP/2 connection; `io` is then the current CONNECT stream.
-    h2: Option<h2::H2Session>,
+    h2: Option<H2>,
+}
+
+/// An HTTP/2 connection: through the `h2` crate, or through the harness's own frames for scenarios that send
+/// HEADERS the crate refuses to send (`h2_headers` steps).
+enum H2 {
+    Crate(h2::H2Session),
+    Frames(h2_frames::FrameSession),
+}
+
+impl H2 {
+    fn notes(&self) -> &h2::Notes {
+        match self {
+            H2::Crate(s) => &s.notes,
+            H2::Frames(s) => &s.notes,
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            H2::Crate(s) => s.close(),
+            H2::Frames(s) => s.close(),
+        }
+    }
 }
 
 impl Conn {
@@ -140,11 +164,20 @@ impl Conn {
     }
 
     /// Starts HTTP/2 over the current stream (TLS with ALPN h2, or plain for h2c); from now on the steps talk
-    /// to CONNECT streams opened by [`Conn::h2_connect`].
-    pub async fn start_h2(&mut self, deadline: Instant) -> Result<(), h2::H2Error> {
+    /// to CONNECT streams opened by [`Conn::h2_connect`] and [`Conn::h2_headers`]. `frames`: through the
+    /// harness's own frame writer instead of the `h2` crate.
+    pub async fn start_h2(&mut self, frames: bool, deadline: Instant) -> Result<(), h2::H2Error> {
         let inner = std::mem::replace(&mut self.io, Box::new(tokio::io::empty()));
-        let session = h2::H2Session::handshake(inner, deadline).await?;
-        self.transcript.event("HTTP/2 connection established (preface and SETTINGS exchanged)");
+        let session = if frames {
+            H2::Frames(h2_frames::FrameSession::handshake(inner, deadline).await?)
+        } else {
+            H2::Crate(h2::H2Session::handshake(inner, deadline).await?)
+        };
+        self.transcript.event(if frames {
+            "HTTP/2 connection established (preface and SETTINGS exchanged; the harness's own frame writer)"
+        } else {
+            "HTTP/2 connection established (preface and SETTINGS exchanged)"
+        });
         self.h2 = Some(session);
         // A client reset is RST_STREAM on the stream, not a TCP reset of the whole connection.
         self.tcp_fd = None;
@@ -164,22 +197,62 @@ impl Conn {
         early: Vec<u8>,
         deadline: Instant,
     ) -> Result<(), h2::H2Error> {
-        let Some(session) = self.h2.as_mut() else {
-            return Err(h2::H2Error::Request("not an HTTP/2 connection".into()));
+        let stream: Box<dyn Io> = match self.h2.as_mut() {
+            None => return Err(h2::H2Error::Request("not an HTTP/2 connection".into())),
+            Some(H2::Crate(session)) => {
+                let stream = session.connect(authority, fields, early, deadline).await;
+                self.drain_notes();
+                Box::new(stream?)
+            }
+            Some(H2::Frames(session)) => {
+                // The same request the crate would send: :method, :authority, then the fields.
+                let mut all = vec![
+                    (b":method".to_vec(), b"CONNECT".to_vec()),
+                    (b":authority".to_vec(), authority.as_bytes().to_vec()),
+                ];
+                all.extend(fields.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.clone())));
+                let stream = session.headers(all, false, false, deadline).await;
+                self.drain_notes();
+                let mut stream = stream?.ok_or_else(|| h2::H2Error::Request("no stream opened".into()))?;
+                if !early.is_empty() {
+                    stream.write_all(&early).await.map_err(|e| h2::H2Error::NotReady(e.to_string()))?;
+                }
+                Box::new(stream)
+            }
         };
-        let stream = session.connect(authority, fields, early, deadline).await;
-        self.drain_notes();
-        let stream = stream?;
-        self.io = Box::new(stream);
+        self.io = stream;
         self.eof = false;
         self.buf.clear();
+        Ok(())
+    }
+
+    /// Sends a HEADERS frame with exactly these fields (the harness's own frame writer; the connection must
+    /// have been started with `frames`): on a new stream, which becomes the one the steps read and write, or on
+    /// the current stream.
+    pub async fn h2_headers(
+        &mut self,
+        fields: Vec<(Vec<u8>, Vec<u8>)>,
+        on_current: bool,
+        end_stream: bool,
+        deadline: Instant,
+    ) -> Result<(), h2::H2Error> {
+        let Some(H2::Frames(session)) = self.h2.as_mut() else {
+            return Err(h2::H2Error::Request("not an HTTP/2 connection of the harness's own frame writer".into()));
+        };
+        let stream = session.headers(fields, on_current, end_stream, deadline).await;
+        self.drain_notes();
+        if let Some(stream) = stream? {
+            self.io = Box::new(stream);
+            self.eof = false;
+            self.buf.clear();
+        }
         Ok(())
     }
 
     /// Moves what the HTTP/2 tasks noted into the transcript.
     fn drain_notes(&mut self) {
         if let Some(session) = &self.h2 {
-            for note in session.notes.take() {
+            for note in session.notes().take() {
                 self.transcript.event(note);
             }
         }

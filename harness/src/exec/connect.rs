@@ -19,6 +19,8 @@ pub struct TlsChoice {
     /// The SNI to send (None: no server_name extension; an IP address is never sent, RFC 6066 §3).
     pub sni: Option<String>,
     pub alpn: Vec<String>,
+    /// HTTP/2 through the harness's own frame writer instead of the `h2` crate (scenarios with `h2_headers`).
+    pub h2_frames: bool,
 }
 
 /// Why the connection could not be opened (after the retry, where one applies).
@@ -116,10 +118,10 @@ pub async fn open(
                 transcript.event(format!("connected to the proxy at {} ({})", ep.addr, ep.transport.as_str()));
                 let mut conn = Conn::new(tcp, transcript);
                 if !ep.transport.is_tls() {
-                    return start_http2(conn, ep, None, deadline).await;
+                    return start_http2(conn, ep, None, choice.h2_frames, deadline).await;
                 }
                 match handshake(&mut conn, ep, choice, deadline).await {
-                    Ok(facts) => return start_http2(conn, ep, Some(facts), deadline).await,
+                    Ok(facts) => return start_http2(conn, ep, Some(facts), choice.h2_frames, deadline).await,
                     Err((HandshakeError::Fatal(e), facts)) => {
                         return Err((e, facts, std::mem::replace(&mut conn.transcript, Transcript::empty())));
                     }
@@ -154,6 +156,7 @@ async fn start_http2(
     mut conn: Conn,
     ep: &ProxyEndpoint,
     facts: Option<ProxyTls>,
+    frames: bool,
     deadline: Instant,
 ) -> Result<(Conn, Option<ProxyTls>), (OpenError, Option<ProxyTls>, Transcript)> {
     let selected = facts.as_ref().and_then(|f| f.alpn_selected.clone());
@@ -161,7 +164,7 @@ async fn start_http2(
     let failed = if ep.transport == Transport::H2 && !alpn_h2 {
         Some(OpenError::NoH2(selected))
     } else if ep.transport.is_h2() || alpn_h2 {
-        conn.start_h2(deadline).await.err().map(OpenError::H2)
+        conn.start_h2(frames, deadline).await.err().map(OpenError::H2)
     } else {
         None
     };

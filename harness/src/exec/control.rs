@@ -140,7 +140,8 @@ pub(super) async fn compare_sni(
         // The control would send the same SNI (e.g. an IP-literal target): nothing to compare.
         return;
     }
-    let choice = connect::TlsChoice { sni: control.clone(), alpn: scn.tls.alpn.clone() };
+    let choice =
+        connect::TlsChoice { sni: control.clone(), alpn: scn.tls.alpn.clone(), h2_frames: scn.uses_h2_frames() };
     transcript.event(format!("control: the same request with {}", control.as_deref().unwrap_or("no SNI")));
     let mut conn = match connect::open(ep, settings, &choice, Transcript::empty()).await {
         Ok((conn, _)) => conn,

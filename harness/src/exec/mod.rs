@@ -350,7 +350,7 @@ fn tls_choice(scn: &crate::scenario::Scenario, ep: &ProxyEndpoint, env: &RunEnv<
         Sni::None => None,
         Sni::Literal(n) => Some(n.clone()),
     };
-    connect::TlsChoice { sni, alpn: scn.tls.alpn.clone() }
+    connect::TlsChoice { sni, alpn: scn.tls.alpn.clone(), h2_frames: scn.uses_h2_frames() }
 }
 
 /// What a connection that could not be opened (after the retry) means for this scenario.

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     client::HeadRead,
-    scenario::step::{CloseKind, ConnectRequest, Step},
+    scenario::step::{CloseKind, ConnectRequest, H2Headers, Step, StreamChoice},
 };
 
 pub(super) async fn run(st: &mut State<'_>, index: usize, step: &Step) -> StepReport {
@@ -110,6 +110,54 @@ pub(super) async fn run(st: &mut State<'_>, index: usize, step: &Step) -> StepRe
         Step::TlsHandshake(t) => tunnel::inner_tls(st, index, t).await,
         Step::Origin(c) => origin_check::origin_check(st, index, c).await,
         Step::Parent(c) => parent_check::parent_check(st, index, c).await,
+        Step::H2Headers(h) => h2_headers(st, h, index, kind).await,
+    }
+}
+
+/// An `h2_headers` step: the fields expanded and written as one HEADERS frame by the harness's own frame
+/// writer. A new stream becomes the scenario's stream, so the `expect` that follows reads its answer.
+async fn h2_headers(st: &mut State<'_>, h: &H2Headers, index: usize, kind: &str) -> StepReport {
+    let level = st.level;
+    let report = |result, detail| StepReport::new(index, kind, level, result, detail);
+    let mut fields = Vec::new();
+    for [name, value] in &h.fields {
+        match (st.expand(name), st.expand(value)) {
+            (Ok(n), Ok(v)) => fields.push((n, v)),
+            (Err(e), _) | (_, Err(e)) => return report(StepResult::Error, e),
+        }
+    }
+    if h.auth
+        && h.on == StreamChoice::New
+        && let Some(line) = &st.env.auth
+        && let Some((name, value)) = crate::scenario::h2::split_field(line.as_bytes())
+    {
+        fields.push((name.into_bytes(), value));
+    }
+    // What the policy checks and the SNI control read as "the request": its HTTP/1.1-style rendering.
+    let mut rendered = b"HEADERS\r\n".to_vec();
+    for (n, v) in &fields {
+        rendered.extend_from_slice(n);
+        rendered.extend_from_slice(b": ");
+        rendered.extend_from_slice(v);
+        rendered.extend_from_slice(b"\r\n");
+    }
+    st.note_request(&rendered);
+    let deadline = st.deadline(None);
+    let on_current = h.on == StreamChoice::Current;
+    let n_fields = fields.len();
+    match st.conn.h2_headers(fields, on_current, h.end_stream, deadline).await {
+        Ok(()) => report(
+            StepResult::Passed,
+            format!(
+                "HEADERS with {} fields on {}{}",
+                n_fields,
+                if on_current { "the current stream" } else { "a new stream" },
+                if h.end_stream { " with END_STREAM" } else { "" }
+            ),
+        ),
+        Err(e @ crate::client::h2::H2Error::ReadyTimeout) => report(StepResult::TimedOut, e.to_string()),
+        Err(e @ crate::client::h2::H2Error::Request(_)) => report(StepResult::Error, e.to_string()),
+        Err(e) => report(StepResult::Mismatch, e.to_string()),
     }
 }
 

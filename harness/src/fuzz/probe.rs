@@ -104,7 +104,7 @@ pub async fn run(
         &token,
     ));
     let (parser, parsed) = read_head(&bytes, &dest);
-    let choice = connect::TlsChoice { sni: Some(ep.host.clone()), alpn: Vec::new() };
+    let choice = connect::TlsChoice { sni: Some(ep.host.clone()), alpn: Vec::new(), h2_frames: false };
     let mut conn = match connect::open(ep, settings, &choice, Transcript::empty()).await {
         Ok((conn, _)) => conn,
         Err((e, _, _)) => return Err(ProbeError::Unreachable(e.to_string())),

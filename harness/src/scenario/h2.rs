@@ -5,7 +5,7 @@
 //! tunnel bytes DATA frames, a half-close END_STREAM and a reset RST_STREAM ([`crate::client::h2`]). What has no
 //! such form is HTTP/1.1 syntax: raw request bytes, the request line's version, Host field lines, a second request
 //! on the connection, and the connection-specific fields that make an HTTP/2 request malformed (RFC 9113
-//! §8.2.2; testing those needs a frame writer of the harness's own, since the `h2` crate refuses to send them).
+//! §8.2.2; the `h2/` scenarios send those with `h2_headers` steps, through the harness's own frames).
 
 use super::{
     Scenario, Step,
@@ -75,7 +75,7 @@ fn not_an_authority(scenario_target: &str, target: &str) -> Option<String> {
         Ok(_) => None,
         Err(_) => Some(format!(
             "the target {:?} has no HTTP/2 form the harness can send yet (the h2 crate accepts only a valid \
-             :authority; a frame writer of the harness's own would send it)",
+             :authority; an h2_headers step sends it)",
             String::from_utf8_lossy(&bytes)
         )),
     }

@@ -268,6 +268,12 @@ fn templates_of(s: &Scenario) -> impl Iterator<Item = (String, &String)> {
                     v.push((format!("{p}.never_received"), x));
                 }
             }
+            Step::H2Headers(h) => {
+                for [name, value] in &h.fields {
+                    v.push((format!("{p}.fields"), name));
+                    v.push((format!("{p}.fields"), value));
+                }
+            }
             Step::Parent(c) => {
                 if let Some(x) = &c.target {
                     v.push((format!("{p}.target"), x));
@@ -290,6 +296,12 @@ pub fn validate(s: &Scenario) -> Vec<(String, String)> {
         && !s.id.starts_with('/');
     if !ok_id {
         errs.push(("id".into(), format!("{:?}: use letters, digits and . _ / - + : (like rfc9110/9.3.6/slug)", s.id)));
+    }
+    if s.uses_h2_frames() && !s.transports.iter().all(|t| t.is_h2()) {
+        errs.push((
+            "transports".into(),
+            "a scenario with h2_headers steps runs only on HTTP/2: set transports = [\"h2\", \"h2c\"]".into(),
+        ));
     }
     if let Some(p) = &s.policy {
         let bad_addr =

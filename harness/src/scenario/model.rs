@@ -183,6 +183,14 @@ pub struct Scenario {
     pub steps: Vec<Step>,
 }
 
+impl Scenario {
+    /// Whether the scenario writes HEADERS frames of its own (`h2_headers`): its connection then runs through
+    /// the harness's frame writer instead of the `h2` crate.
+    pub fn uses_h2_frames(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, Step::H2Headers(_)))
+    }
+}
+
 fn all_transports() -> Vec<Transport> {
     Transport::ALL.to_vec()
 }

@@ -39,6 +39,9 @@ pub enum Step {
     Origin(OriginCheck),
     /// Check the CONNECT the instrumented parent proxy received (chained scenarios, `needs = ["upstream"]`).
     Parent(ParentCheck),
+    /// HTTP/2 only: a HEADERS frame with exactly these fields, through the harness's own frame writer (the
+    /// malformed requests the `h2` crate refuses to send).
+    H2Headers(H2Headers),
 }
 
 impl Step {
@@ -59,6 +62,7 @@ impl Step {
             Step::TlsHandshake(_) => "tls_handshake",
             Step::Origin(_) => "origin",
             Step::Parent(_) => "parent",
+            Step::H2Headers(_) => "h2_headers",
         }
     }
 }
@@ -108,6 +112,38 @@ pub struct ConnectRequest {
 
 fn yes() -> bool {
     true
+}
+
+/// A HEADERS frame written by the harness itself (HTTP/2 transports only): the fields go out exactly as listed,
+/// in order and with their case, HPACK-encoded (RFC 7541) by `loona-hpack`; nothing is added but
+/// Proxy-Authorization (see `auth`). A scenario with such a step runs its whole connection through the harness's own frames
+/// (`connect` steps included), so it can mix malformed and well-formed streams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct H2Headers {
+    /// The field lines as `[name, value]` pairs (templates), pseudo-header fields included, e.g.
+    /// `[[":method", "CONNECT"], [":authority", "{target}"], [":path", "/"]]`.
+    pub fields: Vec<[String; 2]>,
+    /// On which stream: `new` (default: a new stream, which the later steps read and write) or `current` (the
+    /// stream opened last, e.g. trailers on a connected CONNECT stream, RFC 9113 §8.5).
+    #[serde(default)]
+    pub on: StreamChoice,
+    /// Set END_STREAM on the frame.
+    #[serde(default)]
+    pub end_stream: bool,
+    /// Append `proxy-authorization` when credentials are configured (default true, as for `connect`): a proxy
+    /// that asks for credentials then judges the request itself, not their absence.
+    #[serde(default = "yes")]
+    pub auth: bool,
+}
+
+/// Which stream an `h2_headers` step writes on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamChoice {
+    #[default]
+    New,
+    Current,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

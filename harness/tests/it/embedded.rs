@@ -35,7 +35,7 @@ async fn full_catalog_passes_on_both_transports() {
     assert_eq!(syntax["verdict"], "skip");
     assert!(syntax["reason"].as_str().unwrap().contains("no HTTP/2 form"), "{syntax}");
     let h2_only = results.iter().filter(|x| x["id"].as_str().unwrap().starts_with("h2/") && x["verdict"] == "pass");
-    assert_eq!(h2_only.count(), 14);
+    assert_eq!(h2_only.count(), 28, "14 h2/ scenarios on h2 and h2c");
     for x in results {
         let v = x["verdict"].as_str().unwrap();
         assert!(["pass", "observed", "skip"].contains(&v), "{} {}: {v}: {}", x["transport"], x["id"], x["reason"]);
