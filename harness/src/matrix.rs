@@ -20,7 +20,7 @@ pub enum MatrixError {
     Read(PathBuf, std::io::Error),
     #[error("{0}: not a connect-harness JSON report: {1}")]
     Parse(PathBuf, String),
-    #[error("{0}: the file name must be <proxy>-<version>-<transport>.json (transport: plain or tls)")]
+    #[error("{0}: the file name must be <proxy>-<version>-<transport>.json (transport: plain, tls, h2 or h2c)")]
     Name(PathBuf),
     #[error("no reports given")]
     Empty,
@@ -47,7 +47,7 @@ fn split_name(path: &Path) -> Option<(String, String, String)> {
         && proxy.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.');
     let version_ok = version.starts_with(|c: char| c.is_ascii_digit())
         && version.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+~".contains(&b));
-    (proxy_ok && version_ok && matches!(transport, "plain" | "tls"))
+    (proxy_ok && version_ok && matches!(transport, "plain" | "tls" | "h2" | "h2c"))
         .then(|| (proxy.to_string(), version.to_string(), transport.to_string()))
 }
 
@@ -124,7 +124,8 @@ pub fn render(paths: &[PathBuf]) -> Result<String, MatrixError> {
     w("");
     w("Each proxy runs from its Debian package in a private network namespace with only loopback, configured as a");
     w("forward proxy allowing CONNECT to the harness's origin ports (`interop/launch`), once per transport: `plain`");
-    w("(HTTP to the proxy) and `tls` (HTTPS to the proxy: Apache `SSLEngine on`, Squid `https_port`). Regenerate");
+    w("(HTTP to the proxy), `tls` (HTTPS to the proxy: Apache `SSLEngine on`, Squid `https_port`) and `h2` (HTTP/2");
+    w("over TLS, every CONNECT a stream: nghttpx in its HTTP/2 proxy mode in front of Squid). Regenerate");
     w("with `interop/run-matrix` (as root; see interop/README.md), which also fails on any result that differs from");
     w("the proxy's expectations file `interop/<proxy>/expect.toml`.");
     w("");
@@ -215,6 +216,7 @@ mod tests {
         assert_eq!(s("squid-5.7-tls.json"), Some(("squid".into(), "5.7".into(), "tls".into())));
         assert_eq!(s("apache2-2.4.71-plain.json"), Some(("apache2".into(), "2.4.71".into(), "plain".into())));
         assert_eq!(s("squid.default-5.7-plain.json"), Some(("squid.default".into(), "5.7".into(), "plain".into())));
+        assert_eq!(s("nghttpx-1.52.0-h2.json"), Some(("nghttpx".into(), "1.52.0".into(), "h2".into())));
         for bad in ["squid-5.7-quic.json", "squid-tls.json", "squid-5.7-tls.xml", "Squid-5.7-tls.json", "x-v1-tls.json"]
         {
             assert_eq!(s(bad), None, "{bad}");

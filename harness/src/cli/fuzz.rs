@@ -78,6 +78,14 @@ pub async fn fuzz(args: &FuzzArgs, mut out: Box<dyn Write + Send>, tty: bool) ->
         return replay(args, file, out, tty).await;
     }
     let r = &args.run;
+    if r.proxy_http2 {
+        // The fuzzer writes HTTP/1.1 request heads; on an HTTP/2 connection they would never reach the proxy as a
+        // request, so a campaign would find nothing and look clean.
+        return Err(usage(
+            "--proxy-http2: the fuzzer writes HTTP/1.1 request bytes and has no HTTP/2 mode yet; fuzz the proxy's \
+             HTTP/1.1 listener (without --proxy-http2)",
+        ));
+    }
     let deviations = super::load_deviations(r)?;
     if let Some(p) = &r.report {
         std::fs::write(p, b"").map_err(|e| usage(format!("--report {}: {e}", p.display())))?;
@@ -93,7 +101,9 @@ pub async fn fuzz(args: &FuzzArgs, mut out: Box<dyn Write + Send>, tty: bool) ->
         sets: r.jobs as usize + 1,
     };
     let pool = Pool::with(placement).await.map_err(|e| cannot_run(origin_setup_hint(e)))?;
-    let (put, endpoints, label) = super::proxy_under_test(r).await?;
+    let (put, mut endpoints, label) = super::proxy_under_test(r).await?;
+    // The embedded proxy's h2/h2c listeners are for `run`; the fuzzer speaks HTTP/1.1 (see above).
+    endpoints.retain(|e| !e.transport.is_h2());
     let campaign = Campaign {
         endpoints,
         settings: Settings { step_timeout: r.timeout, proxy_user: r.proxy_user.clone(), ..Settings::default() },
