@@ -217,6 +217,15 @@ faults! {
     /// HTTP/2: ignore connection-specific fields (connection, proxy-connection, keep-alive, transfer-encoding,
     /// upgrade, te other than trailers) instead of treating the request as malformed (rewritten away as above).
     H2AcceptConnectionFields = "h2-accept-connection-fields",
+    /// HTTP/2: a connection-level receive window of one stream's size (the bug behind "one slow tunnel stalls the
+    /// others": a stream whose upstream stopped reading keeps its unreleased DATA, and with it the whole window).
+    H2SharedWindow = "h2-shared-window",
+    /// HTTP/2: HEADERS (trailers) from the client on a connected CONNECT stream taken as END_STREAM (a FIN to the
+    /// upstream) instead of a stream error.
+    H2TrailersAsEndStream = "h2-trailers-as-end-stream",
+    /// HTTP/2: accept malformed fields: uppercase names lowercased, fields whose values hold CR, LF or NUL
+    /// dropped (the h2 crate refuses both; the client's HEADERS are rewritten before it reads them).
+    H2LenientFields = "h2-lenient-fields",
 }
 
 impl std::fmt::Display for Fault {
@@ -732,6 +741,8 @@ impl Hooks for FaultHooks {
             reset_as_end_stream: self.has(Fault::H2ResetAsEndStream),
             client_reset_as_fin: self.has(Fault::H2ClientResetAsFin),
             close_after_refusal: self.has(Fault::H2CloseAfterRefusal),
+            shared_window: self.has(Fault::H2SharedWindow),
+            trailers_as_end_stream: self.has(Fault::H2TrailersAsEndStream),
         }
     }
 
@@ -739,7 +750,8 @@ impl Hooks for FaultHooks {
         let scheme_path = self.has(Fault::H2AcceptSchemePath);
         let connection = self.has(Fault::H2AcceptConnectionFields);
         let by_host = self.has(Fault::RouteByHost);
-        if !scheme_path && !connection && !by_host {
+        let lenient = self.has(Fault::H2LenientFields);
+        if !scheme_path && !connection && !by_host && !lenient {
             return io;
         }
         Box::new(h2_filter::HeaderFilter::new(io, move |fields: h2_filter::Fields| {
@@ -748,7 +760,12 @@ impl Hooks for FaultHooks {
                     || (connection
                         && (h2_filter::CONNECTION_SPECIFIC.contains(&name) || (name == b"te" && value != b"trailers")))
             };
-            let mut fields: h2_filter::Fields = fields.into_iter().filter(|(n, v)| !ignored(n, v)).collect();
+            let invalid = |value: &[u8]| value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0));
+            let mut fields: h2_filter::Fields = fields
+                .into_iter()
+                .filter(|(n, v)| !(ignored(n, v) || (lenient && invalid(v))))
+                .map(|(n, v)| if lenient { (n.to_ascii_lowercase(), v) } else { (n, v) })
+                .collect();
             // route-by-host: a stream without :authority goes where its Host field says.
             if by_host
                 && !fields.iter().any(|(n, _)| n == b":authority")

@@ -189,6 +189,11 @@ pub(crate) struct H2Faults {
     pub reset_as_end_stream: bool,
     pub client_reset_as_fin: bool,
     pub close_after_refusal: bool,
+    /// A connection-level receive window no larger than one stream's, so one stream whose upstream stopped
+    /// reading holds the window of all.
+    pub shared_window: bool,
+    /// HEADERS (trailers) from the client on a connected stream taken as END_STREAM (a FIN upstream).
+    pub trailers_as_end_stream: bool,
 }
 
 /// The correct proxy: every default.

@@ -84,7 +84,11 @@ where
     builder
         .max_concurrent_streams(settings.max_concurrent_streams)
         .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(connection_window(settings.max_concurrent_streams))
+        .initial_connection_window_size(if shared.hooks.h2().shared_window {
+            STREAM_WINDOW
+        } else {
+            connection_window(settings.max_concurrent_streams)
+        })
         .max_header_list_size(shared.hooks.parser_limits(shared.config.limits.wire).max_head as u32)
         .max_send_buffer_size(READ_CHUNK * 4);
     let io = shared.hooks.h2_client_io(Box::new(io));
@@ -423,6 +427,11 @@ async fn relay(
             match timeout(idle, recv.data()).await {
                 Err(_) => return Err("idle"),
                 Ok(None) => {
+                    // HEADERS (trailers) on a connected stream ends its data too, but is a stream error (RFC 9113
+                    // §8.5: "MUST be treated as a stream error if received"), not a FIN.
+                    if !faults.h2.trailers_as_end_stream && matches!(recv.trailers().await, Ok(Some(_))) {
+                        return Err("client-headers-on-tunnel");
+                    }
                     if faults.h2.drop_end_stream {
                         std::future::pending::<()>().await;
                     }
@@ -513,7 +522,11 @@ async fn relay(
                 if !(faults.h2.client_reset_as_fin && why == "client-reset-stream") {
                     let _ = socket2::SockRef::from(far.tcp()).set_linger(Some(Duration::ZERO));
                 }
-                send.send_reset(Reason::CONNECT_ERROR);
+                send.send_reset(if why == "client-headers-on-tunnel" {
+                    Reason::PROTOCOL_ERROR
+                } else {
+                    Reason::CONNECT_ERROR
+                });
             }
             (why, up_bytes, down_bytes)
         }

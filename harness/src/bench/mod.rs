@@ -1,7 +1,7 @@
 //! `connect-harness bench`: how fast a proxy is and what a tunnel costs, measured beside the direct path (and,
 //! with `--yardstick`, a bare splice relay) in the same run, so every figure is also a ratio. Phases:
-//! throughput through one tunnel (upload, download, echo), the tunnel setup rate at several concurrencies, and
-//! the proxy's memory per idle tunnel. CPU and memory come from `/proc` for the processes named with `--pid`.
+//! throughput through one tunnel (upload, download, echo; over HTTP/2 also split over many CONNECT streams on
+//! one connection), the tunnel setup rate at several concurrencies, and the proxy's memory per idle tunnel. CPU and memory come from `/proc` for the processes named with `--pid`.
 //!
 //! Subjects are measured interleaved (every round goes through all of them, starting one further each round)
 //! so drift on a busy machine touches them alike; figures are medians over the rounds.
@@ -205,7 +205,9 @@ async fn throughput_phase(spec: &BenchSpec, report: &mut BenchReport, progress: 
 async fn rate_phase(spec: &BenchSpec, report: &mut BenchReport, progress: &dyn Progress) {
     // The yardstick is a throughput yardstick: a thread pair per connection, set up one at a time, says nothing
     // about setup rates.
-    let subjects: Vec<&Subject> = spec.subjects.iter().filter(|s| s.info.kind != SubjectKind::Yardstick).collect();
+    // Nor do the multi-stream HTTP/2 subjects: their tunnels are set up as the one-stream subject's are.
+    let subjects: Vec<&Subject> =
+        spec.subjects.iter().filter(|s| s.info.kind != SubjectKind::Yardstick && s.info.streams.is_none()).collect();
     let n = subjects.len();
     let duration = Duration::from_secs_f64(spec.seconds);
     for &c in &spec.concurrency {
@@ -278,7 +280,7 @@ async fn idle_phase(spec: &BenchSpec, report: &mut BenchReport, progress: &dyn P
         } else {
             want
         };
-        for s in spec.subjects.iter().filter(|s| s.info.kind == SubjectKind::Proxy) {
+        for s in spec.subjects.iter().filter(|s| s.info.kind == SubjectKind::Proxy && s.info.streams.is_none()) {
             let key = (s.info.pids.clone(), s.info.pgids.clone());
             let shared = s.info.accounted() && seen.contains(&key);
             seen.push(key);

@@ -1,5 +1,6 @@
 //! A path from the client to an origin: straight to it, through the yardstick relay, or through a proxy (plain
-//! or TLS, with a CONNECT). Opening one gives a byte stream that reaches the origin, or says why not.
+//! or TLS, with a CONNECT; or HTTP/2 over TLS or h2c, with a CONNECT stream). Opening one gives a byte stream
+//! that reaches the origin, or says why not.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -40,24 +41,22 @@ pub struct ProxyPath {
     tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     /// The `Proxy-Authorization` line (with CRLF), or empty.
     auth: String,
+    /// On h2/h2c: CONNECT streams per HTTP/2 connection in a throughput run (1: each tunnel its own connection).
+    pub streams: usize,
 }
 
 impl ProxyPath {
     pub fn new(ep: ProxyEndpoint, proxy_user: Option<&str>) -> Result<ProxyPath, String> {
+        let tls_config = |alpn: &[String]| -> Result<_, String> {
+            let name = ServerName::try_from(ep.host.clone()).map_err(|e| format!("{:?}: {e}", ep.host))?;
+            let trust = ep.trust.clone().unwrap_or(client::tls::ProxyTrust::Insecure);
+            let (config, _) = client::tls::proxy_client_config(&trust, name.clone(), true, alpn)?;
+            Ok(Some((config, name)))
+        };
         let tls = match ep.transport {
-            Transport::Plain => None,
-            Transport::Tls => {
-                let name = ServerName::try_from(ep.host.clone()).map_err(|e| format!("{:?}: {e}", ep.host))?;
-                let trust = ep.trust.clone().unwrap_or(client::tls::ProxyTrust::Insecure);
-                let (config, _) = client::tls::proxy_client_config(&trust, name.clone(), true, &[])?;
-                Some((config, name))
-            }
-            Transport::H2 | Transport::H2c => {
-                return Err(format!(
-                    "bench measures HTTP/1.1 tunnels; the {} transport is not measured",
-                    ep.transport.as_str()
-                ));
-            }
+            Transport::Plain | Transport::H2c => None,
+            Transport::Tls => tls_config(&[])?,
+            Transport::H2 => tls_config(&["h2".to_string()])?,
         };
         let auth = match proxy_user {
             Some(u) => {
@@ -66,7 +65,105 @@ impl ProxyPath {
             }
             None => String::new(),
         };
-        Ok(ProxyPath { ep, tls, auth })
+        Ok(ProxyPath { ep, tls, auth, streams: 1 })
+    }
+
+    /// The same path with `n` CONNECT streams per HTTP/2 connection in throughput runs.
+    pub fn with_streams(mut self, n: usize) -> ProxyPath {
+        self.streams = n.max(1);
+        self
+    }
+
+    /// The CONNECT stream's fields: Proxy-Authorization when configured.
+    fn h2_fields(&self) -> Vec<(String, Vec<u8>)> {
+        let line = self.auth.trim_end();
+        crate::scenario::h2::split_field(line.as_bytes()).into_iter().collect()
+    }
+
+    /// A new HTTP/2 connection to the proxy (TLS with ALPN h2, or h2c with prior knowledge).
+    pub async fn h2_session(&self, deadline: Instant) -> Result<client::h2::H2Session, OpenError> {
+        let s = match client::connect_tcp(self.ep.addr, deadline).await {
+            Ok(s) => s,
+            Err(client::ConnectError::Timeout(_)) => return Err(OpenError::Timeout),
+            Err(e) => return Err(OpenError::Connect(e.to_string())),
+        };
+        let io: Box<dyn Io> = match &self.tls {
+            None => Box::new(s),
+            Some((config, name)) => {
+                let c = tokio_rustls::TlsConnector::from(config.clone());
+                match timeout_at(deadline, c.connect(name.clone(), s)).await {
+                    Err(_) => return Err(OpenError::Timeout),
+                    Ok(Err(e)) => return Err(OpenError::Tls(e.to_string())),
+                    Ok(Ok(t)) => {
+                        if t.get_ref().1.alpn_protocol() != Some(b"h2") {
+                            return Err(OpenError::Tls("the proxy did not select h2 in ALPN".into()));
+                        }
+                        Box::new(t)
+                    }
+                }
+            }
+        };
+        client::h2::H2Session::handshake(io, deadline).await.map_err(|e| match e {
+            client::h2::H2Error::HandshakeTimeout => OpenError::Timeout,
+            e => OpenError::H2(e.to_string()),
+        })
+    }
+
+    /// A CONNECT stream to `target` on `session`, once the proxy answered 2xx.
+    pub async fn h2_stream(
+        &self,
+        session: &mut client::h2::H2Session,
+        target: SocketAddr,
+        deadline: Instant,
+    ) -> Result<Box<dyn Io>, OpenError> {
+        let stream = session.connect(&target.to_string(), &self.h2_fields(), Vec::new(), deadline).await;
+        let mut io: Box<dyn Io> = match stream {
+            Ok(s) => Box::new(s),
+            Err(client::h2::H2Error::ReadyTimeout) => return Err(OpenError::Timeout),
+            Err(e) => return Err(OpenError::H2(e.to_string())),
+        };
+        read_2xx(&mut io, deadline).await?;
+        Ok(io)
+    }
+}
+
+/// One CONNECT stream with the HTTP/2 connection it lives on (which ends with it).
+struct Owned {
+    stream: Box<dyn Io>,
+    _session: client::h2::H2Session,
+}
+
+impl tokio::io::AsyncRead for Owned {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Owned {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -85,6 +182,8 @@ pub enum OpenError {
     Closed,
     #[error("the answer is not HTTP: {0}")]
     Garbage(String),
+    #[error("HTTP/2: {0}")]
+    H2(String),
 }
 
 impl OpenError {
@@ -97,6 +196,7 @@ impl OpenError {
             OpenError::Status(s) => format!("status-{s}"),
             OpenError::Closed => "closed".into(),
             OpenError::Garbage(_) => "garbage".into(),
+            OpenError::H2(_) => "h2".into(),
         }
     }
 }
@@ -110,7 +210,7 @@ pub struct OriginAddrs {
 }
 
 impl OriginAddrs {
-    fn of(&self, to: To) -> SocketAddr {
+    pub fn of(&self, to: To) -> SocketAddr {
         match to {
             To::Sink => self.sink,
             To::Source => self.source,
@@ -149,6 +249,12 @@ pub async fn open(
                 To::Echo => 2,
             };
             Ok(Box::new(tcp(relays[i]).await?))
+        }
+        Route::Proxy(p) if p.ep.transport.is_h2() => {
+            // One tunnel, one HTTP/2 connection (the multi-stream throughput runs share one: see throughput.rs).
+            let mut session = p.h2_session(deadline).await?;
+            let stream = p.h2_stream(&mut session, origins.of(to), deadline).await?;
+            Ok(Box::new(Owned { stream, _session: session }))
         }
         Route::Proxy(p) => {
             let s = tcp(p.ep.addr).await?;

@@ -61,6 +61,10 @@ pub struct SubjectInfo {
     /// Process groups whose members (looked up at every reading) count too (`--pgid`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pgids: Vec<u32>,
+    /// HTTP/2 only: CONNECT streams sharing one connection in each throughput run (the bytes split over them);
+    /// such a subject is measured in the throughput phase only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams: Option<usize>,
 }
 
 impl SubjectInfo {

@@ -1,5 +1,7 @@
 //! One transfer through one tunnel: upload to the sink, download from the source, or a round trip through the
 //! echo, timed from the first byte written (the tunnel is already open) to the last byte or the sink's answer.
+//! Through an HTTP/2 proxy path with several streams per connection, the bytes are split over that many CONNECT
+//! streams on one connection, moving at once.
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use tokio::{
 
 use super::{
     origins::CHUNK,
-    path::{OpenError, OriginAddrs, Route, To, open},
+    path::{OpenError, OriginAddrs, ProxyPath, Route, To, open},
 };
 
 /// Which way the bytes go.
@@ -93,10 +95,56 @@ pub async fn transfer(
     deadline: Instant,
 ) -> Result<Duration, TransferError> {
     let lim = Limits { deadline };
+    if let Route::Proxy(p) = route
+        && p.ep.transport.is_h2()
+        && p.streams > 1
+    {
+        return streams(p, origins, dir, bytes, open_timeout, lim).await;
+    }
     let io = open(route, origins, dir.origin(), Instant::now() + open_timeout, false).await?;
+    let started = Instant::now();
+    move_bytes(io, dir, bytes, lim).await?;
+    Ok(started.elapsed())
+}
+
+/// `bytes` split over `p.streams` CONNECT streams on one HTTP/2 connection, all at once; the time until the
+/// last one finished.
+async fn streams(
+    p: &ProxyPath,
+    origins: &OriginAddrs,
+    dir: Direction,
+    bytes: u64,
+    open_timeout: Duration,
+    lim: Limits,
+) -> Result<Duration, TransferError> {
+    let open_deadline = Instant::now() + open_timeout;
+    let mut session = p.h2_session(open_deadline).await?;
+    let mut ios = Vec::with_capacity(p.streams);
+    for _ in 0..p.streams {
+        ios.push(p.h2_stream(&mut session, origins.of(dir.origin()), open_deadline).await?);
+    }
+    let share = bytes / p.streams as u64;
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for io in ios {
+        set.spawn(move_bytes(io, dir, share, lim));
+    }
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(r) => r?,
+            Err(_) => return Err(TransferError::Ended { done: 0, total: share }),
+        }
+    }
+    let elapsed = started.elapsed();
+    drop(session);
+    Ok(elapsed)
+}
+
+/// Moves `bytes` through an open tunnel in `dir` (the origins' protocol: an 8-byte count first for the sink and
+/// the source).
+async fn move_bytes(io: Io, dir: Direction, bytes: u64, lim: Limits) -> Result<(), TransferError> {
     let (mut rd, mut wr) = tokio::io::split(io);
     let data = vec![0xa5u8; CHUNK];
-    let started = Instant::now();
     let header = |n: u64| n.to_be_bytes();
     match dir {
         Direction::Upload => {
@@ -118,7 +166,7 @@ pub async fn transfer(
             r?;
         }
     }
-    Ok(started.elapsed())
+    Ok(())
 }
 
 type Io = Box<dyn crate::client::Io>;

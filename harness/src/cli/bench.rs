@@ -35,6 +35,14 @@ pub struct BenchArgs {
     /// Also measure the embedded reference proxy beside the --proxy ones (the peers' comparison).
     #[arg(long)]
     pub reference: bool,
+    /// Speak HTTP/2 to the --proxy ones (https:// with ALPN h2, http:// with prior knowledge): each is then
+    /// measured with one CONNECT stream per connection and, in the throughput phase, with --h2-streams streams
+    /// sharing one connection. (The embedded reference proxy is always measured over HTTP/2 as well.)
+    #[arg(long)]
+    pub proxy_http2: bool,
+    /// CONNECT streams sharing one HTTP/2 connection in the multi-stream throughput rows.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(2..=256))]
+    pub h2_streams: u16,
     /// Add the bare splice relay (no HTTP) as a row: the yardstick of what relaying costs on this machine.
     #[arg(long)]
     pub yardstick: bool,
@@ -118,6 +126,8 @@ pub async fn serve_reference(args: &ServeReferenceArgs) -> Result<u8, CliError> 
         auth.add(user).map_err(|e| usage(format!("--proxy-user: {e}")))?;
         config.auth = Some(auth);
     }
+    // The HTTP/2 rows: the TLS listener offers ALPN h2 too.
+    config.http2.enabled = true;
     let (running, endpoints) = proxy::start_reference(config).await?;
     let p = proxy::ProxyUnderTest::Embedded(running);
     let proxy::ProxyUnderTest::Embedded(running) = &p else { return Err(cannot_run("no embedded proxy")) };
@@ -244,6 +254,7 @@ pub async fn bench(args: &BenchArgs, exe: &Path, out: &mut (dyn Write + Send)) -
             url: None,
             pids: vec![],
             pgids: vec![],
+            streams: None,
         },
         route: Route::Direct,
     }];
@@ -259,19 +270,33 @@ pub async fn bench(args: &BenchArgs, exe: &Path, out: &mut (dyn Write + Send)) -
                 url: None,
                 pids: vec![],
                 pgids: vec![],
+                streams: None,
             },
             route: Route::Yardstick([a?, b?, c?]),
         });
     }
-    // One reference proxy process per transport, so each row's CPU and memory are that listener's alone.
+    // One reference proxy process per subject, so each row's CPU and memory are that listener's alone. Over
+    // HTTP/2 (the TLS listener with ALPN h2): one stream per connection, and --h2-streams on one connection.
     let mut children = Vec::new();
     if args.proxy.is_empty() || args.reference {
-        for transport in [Transport::Plain, Transport::Tls] {
+        let multi = usize::from(args.h2_streams);
+        for (transport, streams) in
+            [(Transport::Plain, 1), (Transport::Tls, 1), (Transport::H2, 1), (Transport::H2, multi)]
+        {
             let (c, served) = start_reference_child(exe, args.proxy_user.as_deref())?;
             let pid = c.0.id();
+            let tls_ep = |transport| -> Result<ProxyEndpoint, CliError> {
+                Ok(ProxyEndpoint {
+                    transport,
+                    addr: served.tls,
+                    host: "proxy.test".into(),
+                    port: served.tls.port(),
+                    trust: Some(ProxyTrust::from_pem(&served.ca_pem).map_err(cannot_run)?),
+                })
+            };
             let (label, ep) = match transport {
                 Transport::Plain => (
-                    "reference-proxy",
+                    "reference-proxy".to_string(),
                     ProxyEndpoint {
                         transport,
                         addr: served.plain,
@@ -280,19 +305,12 @@ pub async fn bench(args: &BenchArgs, exe: &Path, out: &mut (dyn Write + Send)) -
                         trust: None,
                     },
                 ),
-                Transport::Tls => (
-                    "reference-proxy tls",
-                    ProxyEndpoint {
-                        transport,
-                        addr: served.tls,
-                        host: "proxy.test".into(),
-                        port: served.tls.port(),
-                        trust: Some(ProxyTrust::from_pem(&served.ca_pem).map_err(cannot_run)?),
-                    },
-                ),
-                Transport::H2 | Transport::H2c => continue,
+                Transport::Tls => ("reference-proxy tls".to_string(), tls_ep(transport)?),
+                Transport::H2 if streams == 1 => ("reference-proxy h2".to_string(), tls_ep(transport)?),
+                Transport::H2 => (format!("reference-proxy h2 ×{streams}"), tls_ep(transport)?),
+                Transport::H2c => continue,
             };
-            subjects.push(proxy_subject(label, None, ep, vec![pid], args)?);
+            subjects.push(proxy_subject(&label, None, ep, vec![pid], streams, args)?);
             children.push(c);
         }
     }
@@ -305,11 +323,19 @@ pub async fn bench(args: &BenchArgs, exe: &Path, out: &mut (dyn Write + Send)) -
             insecure: args.proxy_insecure,
             timeout: args.timeout,
         };
-        let ep = proxy::describe_proxy(&u, &access).await?;
+        let mut ep = proxy::describe_proxy(&u, &access).await?;
         let label = label.unwrap_or(url).to_string();
-        let mut s = proxy_subject(&label, Some(url), ep, ids_for(&pids, &label), args)?;
-        s.info.pgids = ids_for(&pgids, &label);
-        subjects.push(s);
+        let mut variants = vec![(label.clone(), 1)];
+        if args.proxy_http2 {
+            ep.transport = if ep.transport == Transport::Tls { Transport::H2 } else { Transport::H2c };
+            let multi = usize::from(args.h2_streams);
+            variants.push((format!("{label} ×{multi}"), multi));
+        }
+        for (name, streams) in variants {
+            let mut s = proxy_subject(&name, Some(url), ep.clone(), ids_for(&pids, &label), streams, args)?;
+            s.info.pgids = ids_for(&pgids, &label);
+            subjects.push(s);
+        }
     }
     for (l, _) in pids.iter().chain(&pgids).filter(|(l, _)| l.is_some()) {
         if !subjects.iter().any(|s| Some(&s.info.label) == l.as_ref()) {
@@ -372,10 +398,13 @@ fn proxy_subject(
     url: Option<&str>,
     ep: ProxyEndpoint,
     pids: Vec<u32>,
+    streams: usize,
     args: &BenchArgs,
 ) -> Result<Subject, CliError> {
     let transport = ep.transport;
-    let path = ProxyPath::new(ep, args.proxy_user.as_deref()).map_err(|e| usage(format!("{label}: {e}")))?;
+    let path = ProxyPath::new(ep, args.proxy_user.as_deref())
+        .map_err(|e| usage(format!("{label}: {e}")))?
+        .with_streams(streams);
     Ok(Subject {
         info: SubjectInfo {
             label: label.into(),
@@ -384,6 +413,7 @@ fn proxy_subject(
             url: url.map(str::to_string),
             pids,
             pgids: Vec::new(),
+            streams: (streams > 1).then_some(streams),
         },
         route: Route::Proxy(Arc::new(path)),
     })

@@ -338,20 +338,20 @@ impl Driver {
     }
 
     async fn run(mut self, mut rd: ReadHalf<Box<dyn Io>>, mut buf: BytesMut, mut rx: mpsc::Receiver<Cmd>) {
-        let why = loop {
+        let why = 'conn: loop {
             loop {
                 match take_frame(&mut buf) {
                     Ok(Some(f)) => {
                         if let Err(e) = self.on_frame(f).await {
-                            self.fail_all(&e);
-                            return;
+                            break 'conn if e.starts_with("connection failed") {
+                                e
+                            } else {
+                                format!("connection failed: {e}")
+                            };
                         }
                     }
                     Ok(None) => break,
-                    Err(e) => {
-                        self.fail_all(&format!("connection failed: {e}"));
-                        return;
-                    }
+                    Err(e) => break 'conn format!("connection failed: {e}"),
                 }
             }
             if let Err(e) = self.flush_queued().await {

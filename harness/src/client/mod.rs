@@ -226,6 +226,31 @@ impl Conn {
         Ok(())
     }
 
+    /// Opens one more CONNECT stream on the HTTP/2 connection and hands it out, leaving the current stream as it
+    /// is (the `h2_parallel` step).
+    pub async fn h2_extra_stream(
+        &mut self,
+        authority: &str,
+        fields: &[(String, Vec<u8>)],
+        deadline: Instant,
+    ) -> Result<Box<dyn Io>, h2::H2Error> {
+        let stream: Box<dyn Io> = match self.h2.as_mut() {
+            None => return Err(h2::H2Error::Request("not an HTTP/2 connection".into())),
+            Some(H2::Crate(session)) => Box::new(session.connect(authority, fields, Vec::new(), deadline).await?),
+            Some(H2::Frames(session)) => {
+                let mut all = vec![
+                    (b":method".to_vec(), b"CONNECT".to_vec()),
+                    (b":authority".to_vec(), authority.as_bytes().to_vec()),
+                ];
+                all.extend(fields.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.clone())));
+                let stream = session.headers(all, false, false, deadline).await?;
+                Box::new(stream.ok_or_else(|| h2::H2Error::Request("no stream opened".into()))?)
+            }
+        };
+        self.drain_notes();
+        Ok(stream)
+    }
+
     /// Sends a HEADERS frame with exactly these fields (the harness's own frame writer; the connection must
     /// have been started with `frames`): on a new stream, which becomes the one the steps read and write, or on
     /// the current stream.

@@ -3,6 +3,7 @@
 
 pub mod connect;
 mod control;
+mod h2_parallel;
 pub mod observe;
 mod origin_check;
 mod parent_check;

@@ -111,6 +111,7 @@ pub(super) async fn run(st: &mut State<'_>, index: usize, step: &Step) -> StepRe
         Step::Origin(c) => origin_check::origin_check(st, index, c).await,
         Step::Parent(c) => parent_check::parent_check(st, index, c).await,
         Step::H2Headers(h) => h2_headers(st, h, index, kind).await,
+        Step::H2Parallel(p) => super::h2_parallel::run(st, p, index, kind).await,
     }
 }
 
@@ -184,7 +185,7 @@ async fn send(st: &mut State<'_>, data: &[u8], index: usize, kind: &str) -> Step
 }
 
 /// A CONNECT stream's authority, fields and early DATA.
-type H2Request = (String, Vec<(String, Vec<u8>)>, Vec<u8>);
+pub(super) type H2Request = (String, Vec<(String, Vec<u8>)>, Vec<u8>);
 
 /// A `connect` step over HTTP/2: a CONNECT stream with `:authority` = the target, the extra fields as
 /// (lowercased) fields, Proxy-Authorization when configured, and the early bytes as DATA right after HEADERS.
@@ -224,7 +225,7 @@ async fn h2_connect(st: &mut State<'_>, c: &ConnectRequest, index: usize, kind: 
 
 /// The `connect` step's stream: the authority, the fields (Proxy-Authorization last, when configured) and the
 /// early DATA; the HTTP/2 counterpart of [`build_connect`].
-fn build_h2_connect(st: &State<'_>, c: &ConnectRequest) -> Result<H2Request, String> {
+pub(super) fn build_h2_connect(st: &State<'_>, c: &ConnectRequest) -> Result<H2Request, String> {
     let target = match &c.target {
         Some(t) => st.expand(t)?,
         None => st.env.target.clone(),

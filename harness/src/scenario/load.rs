@@ -297,10 +297,19 @@ pub fn validate(s: &Scenario) -> Vec<(String, String)> {
     if !ok_id {
         errs.push(("id".into(), format!("{:?}: use letters, digits and . _ / - + : (like rfc9110/9.3.6/slug)", s.id)));
     }
-    if s.uses_h2_frames() && !s.transports.iter().all(|t| t.is_h2()) {
+    for (i, step) in s.steps.iter().enumerate() {
+        if let Step::H2Parallel(p) = step
+            && !(2..=64).contains(&p.streams)
+        {
+            errs.push((format!("step[{i}].h2_parallel.streams"), format!("{}: between 2 and 64", p.streams)));
+        }
+    }
+    let h2_only = s.uses_h2_frames() || s.steps.iter().any(|st| matches!(st, Step::H2Parallel(_)));
+    if h2_only && !s.transports.iter().all(|t| t.is_h2()) {
         errs.push((
             "transports".into(),
-            "a scenario with h2_headers steps runs only on HTTP/2: set transports = [\"h2\", \"h2c\"]".into(),
+            "a scenario with h2_headers or h2_parallel steps runs only on HTTP/2: set transports = [\"h2\", \"h2c\"]"
+                .into(),
         ));
     }
     if let Some(p) = &s.policy {

@@ -42,6 +42,9 @@ pub enum Step {
     /// HTTP/2 only: a HEADERS frame with exactly these fields, through the harness's own frame writer (the
     /// malformed requests the `h2` crate refuses to send).
     H2Headers(H2Headers),
+    /// HTTP/2 only: several CONNECT streams on the connection, the first one stalled (the harness sends into it
+    /// and never reads), echoes on the others at once (RFC 9113 §5.2).
+    H2Parallel(H2Parallel),
 }
 
 impl Step {
@@ -63,6 +66,7 @@ impl Step {
             Step::Origin(_) => "origin",
             Step::Parent(_) => "parent",
             Step::H2Headers(_) => "h2_headers",
+            Step::H2Parallel(_) => "h2_parallel",
         }
     }
 }
@@ -135,6 +139,26 @@ pub struct H2Headers {
     /// that asks for credentials then judges the request itself, not their absence.
     #[serde(default = "yes")]
     pub auth: bool,
+}
+
+/// Several CONNECT streams to the scenario's target on the scenario's HTTP/2 connection: the first is stalled
+/// (the harness writes `stall_bytes` into it in the background and never reads what comes back, so its windows
+/// fill at the proxy), then `bytes` are echoed on each of the others at once. Passes when every other stream
+/// gets its bytes back, byte for byte, before the deadline: one stalled tunnel did not stall the rest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct H2Parallel {
+    /// Streams in all, the stalled one included (2 to 64).
+    pub streams: u32,
+    /// Bytes echoed on each of the other streams.
+    pub bytes: u64,
+    /// Bytes the harness tries to send into the stalled stream (it stops when the windows are full).
+    #[serde(default = "stall_default")]
+    pub stall_bytes: u64,
+}
+
+fn stall_default() -> u64 {
+    32 * 1024 * 1024
 }
 
 /// Which stream an `h2_headers` step writes on.

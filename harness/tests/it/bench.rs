@@ -18,7 +18,10 @@ use harness::{
 use crate::support::{TempDir, bin};
 
 fn subject(label: &str, kind: SubjectKind, route: Route, pids: Vec<u32>) -> Subject {
-    Subject { info: SubjectInfo { label: label.into(), kind, transport: None, url: None, pids, pgids: vec![] }, route }
+    Subject {
+        info: SubjectInfo { label: label.into(), kind, transport: None, url: None, pids, pgids: vec![], streams: None },
+        route,
+    }
 }
 
 fn spec(subjects: Vec<Subject>, origins: &Origins, open_timeout: Duration) -> BenchSpec {
@@ -37,7 +40,10 @@ fn spec(subjects: Vec<Subject>, origins: &Origins, open_timeout: Duration) -> Be
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_phase_measures_the_reference_proxy() {
-    let (proxy, endpoints) = harness::cli::start_reference(reference_proxy::ProxyConfig::for_testing()).await.unwrap();
+    // HTTP/2 too: the h2 and h2c listeners, and the h2 one again with four streams sharing a connection.
+    let mut config = reference_proxy::ProxyConfig::for_testing();
+    config.http2.enabled = true;
+    let (proxy, endpoints) = harness::cli::start_reference(config).await.unwrap();
     let origins = Origins::start("127.0.0.1".parse().unwrap(), 0).unwrap();
     let relays = [origins.sink, origins.source, origins.echo].map(|a| bench::yardstick::start(a).unwrap());
     // The proxy runs in this process here, so its "own" CPU is this process's: enough to show accounting works.
@@ -51,6 +57,11 @@ async fn every_phase_measures_the_reference_proxy() {
         let path = ProxyPath::new(ep.clone(), None).unwrap();
         subjects.push(subject(&label, SubjectKind::Proxy, Route::Proxy(Arc::new(path)), vec![me]));
     }
+    let h2 = endpoints.iter().find(|e| e.transport == Transport::H2).unwrap();
+    let path = ProxyPath::new(h2.clone(), None).unwrap().with_streams(4);
+    let mut multi = subject("reference h2 ×4", SubjectKind::Proxy, Route::Proxy(Arc::new(path)), vec![me]);
+    multi.info.streams = Some(4);
+    subjects.push(multi);
     let s = spec(subjects, &origins, Duration::from_secs(5));
     let report = tokio::time::timeout(Duration::from_secs(120), bench::run(&s, &bench::Quiet)).await.unwrap();
     proxy.shutdown().await;
@@ -63,7 +74,8 @@ async fn every_phase_measures_the_reference_proxy() {
             problems.push(format!("no CPU figure: {r:?}"));
         }
     }
-    if report.throughput.len() != 4 * 3 {
+    // direct, yardstick, plain, tls, h2, h2c, h2 ×4; three directions each.
+    if report.throughput.len() != 7 * 3 {
         problems.push(format!("{} throughput rows", report.throughput.len()));
     }
     for r in &report.rate {
@@ -71,16 +83,16 @@ async fn every_phase_measures_the_reference_proxy() {
             problems.push(format!("rate {r:?}"));
         }
     }
-    // The yardstick has no setup-rate row.
-    if report.rate.len() != 3 {
+    // The yardstick and the multi-stream subject have no setup-rate row.
+    if report.rate.len() != 5 {
         problems.push(format!("{} rate rows", report.rate.len()));
     }
     let idle: Vec<_> = report.idle.iter().collect();
-    if idle.len() != 2 || idle.iter().any(|r| r.opened != 20 || r.rss_kib_per_tunnel.is_none()) {
+    if idle.len() != 4 || idle.iter().any(|r| r.opened != 20 || r.rss_kib_per_tunnel.is_none()) {
         problems.push(format!("idle {idle:?}"));
     }
     let md = report.to_markdown();
-    for want in ["### Throughput", "### Tunnel setup rate", "### Idle tunnels", "reference tls"] {
+    for want in ["### Throughput", "### Tunnel setup rate", "### Idle tunnels", "reference tls", "reference h2 ×4"] {
         if !md.contains(want) {
             problems.push(format!("markdown lacks {want:?}"));
         }
@@ -152,9 +164,11 @@ fn the_command_benches_the_reference_child_and_compares_reports() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let r: harness::bench::report::BenchReport =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    // The reference proxy ran as a child: its pid is not ours, and its CPU and memory were read.
+    // The reference proxy ran as a child per subject (plain, tls, h2, h2 ×32): its pid is not ours, and its CPU
+    // and memory were read.
     let refs: Vec<_> = r.subjects.iter().filter(|s| s.kind == SubjectKind::Proxy).collect();
-    assert_eq!(refs.len(), 2, "{refs:?}");
+    assert_eq!(refs.len(), 4, "{refs:?}");
+    assert_eq!(refs.iter().filter(|s| s.streams == Some(32)).count(), 1, "{refs:?}");
     assert!(refs.iter().all(|s| s.pids.len() == 1 && s.pids[0] != std::process::id()), "{refs:?}");
     for row in r.rate.iter().filter(|x| x.subject.starts_with("reference-proxy")) {
         assert!(row.tunnels_per_s > 0.0 && row.cpu_ms_per_tunnel.is_some(), "{row:?}");
