@@ -226,6 +226,9 @@ faults! {
     /// HTTP/2: accept malformed fields: uppercase names lowercased, fields whose values hold CR, LF or NUL
     /// dropped (the h2 crate refuses both; the client's HEADERS are rewritten before it reads them).
     H2LenientFields = "h2-lenient-fields",
+    /// HTTP/2: an extended CONNECT (RFC 8441, `:protocol`) without the setting is taken as a plain CONNECT to its
+    /// `:authority` (`:protocol`, `:scheme` and `:path` rewritten away before the h2 crate, which refuses it).
+    H2ExtendedConnectTunnels = "h2-extended-connect-tunnels",
 }
 
 impl std::fmt::Display for Fault {
@@ -751,12 +754,15 @@ impl Hooks for FaultHooks {
         let connection = self.has(Fault::H2AcceptConnectionFields);
         let by_host = self.has(Fault::RouteByHost);
         let lenient = self.has(Fault::H2LenientFields);
-        if !scheme_path && !connection && !by_host && !lenient {
+        let extended = self.has(Fault::H2ExtendedConnectTunnels);
+        if !scheme_path && !connection && !by_host && !lenient && !extended {
             return io;
         }
         Box::new(h2_filter::HeaderFilter::new(io, move |fields: h2_filter::Fields| {
+            let has_protocol = fields.iter().any(|(n, _)| n == b":protocol");
             let ignored = |name: &[u8], value: &[u8]| {
                 (scheme_path && (name == b":scheme" || name == b":path"))
+                    || (extended && has_protocol && matches!(name, b":protocol" | b":scheme" | b":path"))
                     || (connection
                         && (h2_filter::CONNECTION_SPECIFIC.contains(&name) || (name == b"te" && value != b"trailers")))
             };

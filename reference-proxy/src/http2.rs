@@ -1,9 +1,10 @@
 //! HTTP/2 CONNECT (RFC 9113 §8.5), with the `h2` crate: each CONNECT stream is a tunnel, decided, resolved,
 //! dialled and logged exactly as an HTTP/1.1 CONNECT ([`crate::decision`], [`crate::conn::reach`]).
 //!
-//! - A request with `:scheme` or `:path`, or without `:authority`, is malformed: a stream error, RST_STREAM
-//!   PROTOCOL_ERROR (§8.1.1, §8.5). Extended CONNECT (RFC 8441, `:protocol`) is not offered
-//!   (SETTINGS_ENABLE_CONNECT_PROTOCOL is never sent) and a request carrying it is refused with 501.
+//! - A request with `:scheme` or `:path`, or without `:authority`, or with `content-length`, is refused as a
+//!   stream error, RST_STREAM PROTOCOL_ERROR (§8.1.1, §8.5), before any connection. Extended CONNECT (RFC 8441,
+//!   `:protocol`) is not offered (SETTINGS_ENABLE_CONNECT_PROTOCOL is never sent), so the h2 crate resets a
+//!   request carrying it with PROTOCOL_ERROR (were the setting ever sent, the stream would get 501).
 //! - Refusals are a response with Proxy-Status and a short body, then END_STREAM; never a 2xx before the
 //!   upstream connection exists.
 //! - Tunnel bytes travel in DATA frames. END_STREAM from the client is a FIN to the upstream and the upstream's
@@ -179,6 +180,12 @@ fn request_of(req: &http::Request<RecvStream>, shared: &Shared) -> Result<Reques
         return Err(Malformed::SchemeOrPath);
     }
     let authority = uri.authority().ok_or(Malformed::NoAuthority)?.as_str();
+    // The h2 crate holds a stream to its content-length, so tunnel DATA after a 2xx would then reset it: refuse
+    // at once instead of connecting, answering 2xx and breaking the tunnel (RFC 9110 §9.3.6: "A CONNECT request
+    // message does not have content"; whether it is malformed is disputed, httpwg/http2-spec#849).
+    if req.headers().contains_key(http::header::CONTENT_LENGTH) {
+        return Err(Malformed::ContentLength);
+    }
     let fields: Vec<(&str, &[u8])> = req.headers().iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
     match Request::from_h2(authority, fields.iter().copied(), &shared.config) {
         Ok(r) => Ok(r),
@@ -202,6 +209,8 @@ enum Malformed {
     SchemeOrPath,
     /// No `:authority` (RFC 9113 §8.5): a stream error.
     NoAuthority,
+    /// A `content-length` field on the CONNECT: a stream error before any connection.
+    ContentLength,
     /// `:authority` that is not `host:port`: 400, as for HTTP/1.1.
     Authority(crate::wire::WireError),
     /// Another method: 501.
@@ -222,7 +231,7 @@ async fn stream(
     let mut log = ConnLog { sni, ..ConnLog::default() };
     let config = &shared.config;
     let refusal = match request_of(&req, &shared) {
-        Err(Malformed::SchemeOrPath | Malformed::NoAuthority) => {
+        Err(Malformed::SchemeOrPath | Malformed::NoAuthority | Malformed::ContentLength) => {
             respond.send_reset(Reason::PROTOCOL_ERROR);
             log.reason = "h2-malformed-request".into();
             None

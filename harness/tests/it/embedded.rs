@@ -38,7 +38,8 @@ async fn full_catalog_passes_on_both_transports() {
     assert!(h2_only.len() >= 36, "18 h2/ scenarios or more, on h2 and h2c: {}", h2_only.len());
     for x in &h2_only {
         assert!(x["transport"] == "h2" || x["transport"] == "h2c", "{x}");
-        assert_eq!(x["verdict"], "pass", "{} {}: {}", x["transport"], x["id"], x["reason"]);
+        let recorded = x["level"] == "observed" && x["verdict"] == "observed";
+        assert!(x["verdict"] == "pass" || recorded, "{} {}: {}", x["transport"], x["id"], x["reason"]);
     }
     for x in results {
         let v = x["verdict"].as_str().unwrap();
