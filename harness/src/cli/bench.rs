@@ -40,8 +40,9 @@ pub struct BenchArgs {
     /// sharing one connection. (The embedded reference proxy is always measured over HTTP/2 as well.)
     #[arg(long)]
     pub proxy_http2: bool,
-    /// CONNECT streams sharing one HTTP/2 connection in the multi-stream throughput rows.
-    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(2..=256))]
+    /// CONNECT streams sharing one HTTP/2 connection in the multi-stream throughput rows (all open at once, so at
+    /// most the proxy's SETTINGS_MAX_CONCURRENT_STREAMS: 100 for the reference proxy, and for most servers).
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(2..=100))]
     pub h2_streams: u16,
     /// Add the bare splice relay (no HTTP) as a row: the yardstick of what relaying costs on this machine.
     #[arg(long)]
@@ -104,6 +105,10 @@ pub struct BenchArgs {
 pub struct ServeReferenceArgs {
     #[arg(long, value_name = "USER:PASS")]
     pub proxy_user: Option<String>,
+    /// HTTP/2 on the listeners (only for the HTTP/2 subjects, so the HTTP/1.1 ones do not pay for the h2c
+    /// preface check).
+    #[arg(long)]
+    pub h2: bool,
 }
 
 /// What `serve-reference` prints on its first line.
@@ -126,8 +131,8 @@ pub async fn serve_reference(args: &ServeReferenceArgs) -> Result<u8, CliError> 
         auth.add(user).map_err(|e| usage(format!("--proxy-user: {e}")))?;
         config.auth = Some(auth);
     }
-    // The HTTP/2 rows: the TLS listener offers ALPN h2 too.
-    config.http2.enabled = true;
+    // The HTTP/2 subjects: the TLS listener offers ALPN h2 too.
+    config.http2.enabled = args.h2;
     let (running, endpoints) = proxy::start_reference(config).await?;
     let p = proxy::ProxyUnderTest::Embedded(running);
     let proxy::ProxyUnderTest::Embedded(running) = &p else { return Err(cannot_run("no embedded proxy")) };
@@ -158,11 +163,14 @@ impl Drop for ReferenceChild {
     }
 }
 
-fn start_reference_child(exe: &Path, proxy_user: Option<&str>) -> Result<(ReferenceChild, Served), CliError> {
+fn start_reference_child(exe: &Path, proxy_user: Option<&str>, h2: bool) -> Result<(ReferenceChild, Served), CliError> {
     let mut cmd = Command::new(exe);
     cmd.arg("serve-reference").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
     if let Some(u) = proxy_user {
         cmd.args(["--proxy-user", u]);
+    }
+    if h2 {
+        cmd.arg("--h2");
     }
     let mut child = cmd.spawn().map_err(|e| {
         cannot_run(format!("could not start the reference proxy ({} serve-reference): {e}", exe.display()))
@@ -283,7 +291,7 @@ pub async fn bench(args: &BenchArgs, exe: &Path, out: &mut (dyn Write + Send)) -
         for (transport, streams) in
             [(Transport::Plain, 1), (Transport::Tls, 1), (Transport::H2, 1), (Transport::H2, multi)]
         {
-            let (c, served) = start_reference_child(exe, args.proxy_user.as_deref())?;
+            let (c, served) = start_reference_child(exe, args.proxy_user.as_deref(), transport.is_h2())?;
             let pid = c.0.id();
             let tls_ep = |transport| -> Result<ProxyEndpoint, CliError> {
                 Ok(ProxyEndpoint {

@@ -9,24 +9,28 @@
 //! code (the same words as the `h2` crate path, so `expect_eof.error` reads both). Writes are DATA frames
 //! within the proxy's flow-control windows, a write shutdown is END_STREAM, a dropped stream RST_STREAM(CANCEL).
 //!
-//! One task owns the connection: it reads frames (bounded: [`MAX_FRAME`]), answers SETTINGS and PING, grants
-//! window for every DATA frame it delivers, and writes what the steps queue. It ends with the session.
+//! One task owns the connection: it reads frames (bounded: [`MAX_FRAME`], header lists [`MAX_HEADER_LIST`]),
+//! answers SETTINGS and PING, and writes what the steps queue. Flow control both ways: window goes back to the
+//! proxy as a stream's reader consumes its DATA (so one stream nobody reads holds only its own window, and a
+//! proxy that sends beyond a window ends the connection instead of growing memory), and a stream's writes wait
+//! once [`SEND_BUFFER`] bytes are queued beyond the proxy's windows. It ends with the session.
 
 use std::{
     collections::{HashMap, VecDeque},
     io,
     pin::Pin,
+    sync::{Arc, Mutex},
     task::{Context, Poll},
 };
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf},
-    sync::mpsc,
+    sync::{Semaphore, mpsc},
     task::JoinHandle,
     time::{Instant, timeout_at},
 };
-use tokio_util::sync::PollSender;
+use tokio_util::sync::{PollSemaphore, PollSender};
 
 use super::{Io, h2::H2Error, h2::Notes};
 
@@ -35,10 +39,15 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Largest frame payload accepted from the proxy: the default SETTINGS_MAX_FRAME_SIZE, which the harness
 /// never raises (RFC 9113 §4.2). A larger frame ends the connection (a FRAME_SIZE_ERROR).
 const MAX_FRAME: usize = 16_384;
-/// A header block spread over CONTINUATION frames is bounded too.
-const MAX_BLOCK: usize = 256 * 1024;
+/// A header block spread over CONTINUATION frames is bounded too, and so is what it decodes to (announced as
+/// SETTINGS_MAX_HEADER_LIST_SIZE; the HPACK dynamic table the proxy may use is bounded by the default 4096).
+const MAX_BLOCK: usize = 64 * 1024;
+const MAX_HEADER_LIST: usize = 64 * 1024;
+const MAX_TABLE: usize = 4096;
 /// Receive window the harness grants per stream and for the connection (never the slow side).
 const WINDOW: u32 = 4 * 1024 * 1024;
+/// Bytes a stream may have queued beyond the proxy's windows before its writes wait.
+const SEND_BUFFER: usize = 1024 * 1024;
 const QUEUE: usize = 16;
 
 mod kind {
@@ -150,11 +159,26 @@ enum Cmd {
         stream: u32,
         fields: Vec<(Vec<u8>, Vec<u8>)>,
         end_stream: bool,
-        reply: Option<mpsc::Sender<io::Result<Bytes>>>,
+        reply: Option<Reader>,
     },
+    /// DATA (its bytes already taken from the stream's send credit).
     Data(u32, Bytes),
     End(u32),
     Reset(u32),
+}
+
+/// A new stream's ends inside the connection task: where its bytes go, where its terminal error is left (so it
+/// is never lost to a full queue), and the send credit that DATA frames give back.
+struct Reader {
+    tx: mpsc::UnboundedSender<Item>,
+    end: Arc<Mutex<Option<String>>>,
+    credit: Arc<Semaphore>,
+}
+
+/// What a stream's reader gets: the rendered response head, or DATA (whose window goes back once read).
+enum Item {
+    Head(Bytes),
+    Data(Bytes),
 }
 
 /// One HTTP/2 connection to the proxy, driven by the harness's own frames.
@@ -165,6 +189,8 @@ pub struct FrameSession {
     next_stream: u32,
     /// The stream the steps talk to (the last one opened).
     current: Option<u32>,
+    /// Where streams report the DATA their readers consumed (the window to give back).
+    consumed: mpsc::UnboundedSender<(u32, u32)>,
 }
 
 impl FrameSession {
@@ -172,11 +198,14 @@ impl FrameSession {
     pub async fn handshake(io: Box<dyn Io>, deadline: Instant) -> Result<FrameSession, H2Error> {
         let (mut rd, mut wr) = tokio::io::split(io);
         let mut hello = PREFACE.to_vec();
-        // SETTINGS_ENABLE_PUSH 0, SETTINGS_INITIAL_WINDOW_SIZE WINDOW; then the connection window.
+        // SETTINGS_ENABLE_PUSH 0, SETTINGS_INITIAL_WINDOW_SIZE WINDOW, SETTINGS_MAX_HEADER_LIST_SIZE; then the
+        // connection window.
         let mut settings = Vec::new();
         settings.extend_from_slice(&[0, 2, 0, 0, 0, 0]);
         settings.extend_from_slice(&[0, 4]);
         settings.extend_from_slice(&WINDOW.to_be_bytes());
+        settings.extend_from_slice(&[0, 6]);
+        settings.extend_from_slice(&(MAX_HEADER_LIST as u32).to_be_bytes());
         hello.extend(frame(kind::SETTINGS, 0, 0, &settings));
         hello.extend(frame(kind::WINDOW_UPDATE, 0, 0, &(WINDOW - 65_535).to_be_bytes()));
         let io_err = |e: io::Error| H2Error::Handshake(e.to_string());
@@ -204,11 +233,12 @@ impl FrameSession {
         }
         let notes = Notes::default();
         let (cmd, rx) = mpsc::channel(QUEUE);
+        let (consumed, consumed_rx) = mpsc::unbounded_channel();
         let mut driver = Driver::new(wr, notes.clone());
         driver.settings(&first.payload);
         let _ = driver.write(frame(kind::SETTINGS, flag::ACK, 0, &[])).await;
-        let driver = tokio::spawn(driver.run(rd, buf, rx));
-        Ok(FrameSession { cmd, driver, notes, next_stream: 1, current: None })
+        let driver = tokio::spawn(driver.run(rd, buf, rx, consumed_rx));
+        Ok(FrameSession { cmd, driver, notes, next_stream: 1, current: None, consumed })
     }
 
     /// Sends a HEADERS frame with exactly these fields: on a new stream, which becomes the one the steps read
@@ -230,8 +260,10 @@ impl FrameSession {
             let id = self.next_stream;
             self.next_stream += 2;
             self.current = Some(id);
-            let (tx, rx) = mpsc::channel(QUEUE);
-            (id, Some(tx), Some(rx))
+            let (tx, rx) = mpsc::unbounded_channel();
+            let end = Arc::new(Mutex::new(None));
+            let credit = Arc::new(Semaphore::new(SEND_BUFFER));
+            (id, Some(Reader { tx, end: end.clone(), credit: credit.clone() }), Some((rx, end, credit)))
         };
         let sent = timeout_at(deadline, self.cmd.send(Cmd::Headers { stream, fields, end_stream, reply })).await;
         match sent {
@@ -243,11 +275,14 @@ impl FrameSession {
             "h2 frames: HEADERS (stream #{stream}{}): {summary}",
             if end_stream { ", END_STREAM" } else { "" }
         ));
-        Ok(rx.map(|rx| FrameStream {
+        Ok(rx.map(|(rx, end, credit)| FrameStream {
             id: stream,
             rx,
+            end,
+            consumed: self.consumed.clone(),
             pending: Bytes::new(),
             tx: PollSender::new(self.cmd.clone()),
+            credit: PollSemaphore::new(credit),
             ended: false,
             reset_on_drop: Some(self.cmd.clone()),
         }))
@@ -276,13 +311,31 @@ fn summarize(fields: &[(Vec<u8>, Vec<u8>)]) -> String {
 
 /// What the connection task keeps per stream.
 struct StreamState {
-    /// Where the stream's reads go; `None` once the stream ended.
-    tx: Option<mpsc::Sender<io::Result<Bytes>>>,
+    /// Where the stream's reads go; `None` once the stream ended from the proxy's side.
+    tx: Option<mpsc::UnboundedSender<Item>>,
+    end: Arc<Mutex<Option<String>>>,
+    credit: Arc<Semaphore>,
     responded: bool,
     send_window: i64,
-    /// DATA waiting for window, with END_STREAM after it if `end_after`.
+    /// DATA waiting for window; then END_STREAM if `end_after`, or the frames in `trailers`.
     queued: VecDeque<Bytes>,
     end_after: bool,
+    trailers: Option<Vec<u8>>,
+    /// DATA delivered to the reader and not yet consumed (what the proxy may still send is WINDOW minus this).
+    unconsumed: u64,
+}
+
+impl StreamState {
+    /// Ends the stream from the proxy's side: with `error` (its reader gets it after the bytes already queued),
+    /// or cleanly.
+    fn finish(&mut self, error: Option<String>) -> bool {
+        if let (Some(e), Ok(mut slot)) = (error, self.end.lock())
+            && self.tx.is_some()
+        {
+            *slot = Some(e);
+        }
+        self.tx.take().is_some()
+    }
 }
 
 struct Driver {
@@ -294,21 +347,30 @@ struct Driver {
     conn_window: i64,
     initial_window: i64,
     peer_max_frame: usize,
+    /// DATA delivered on all streams and not yet consumed.
+    conn_unconsumed: u64,
     /// A header block being continued: its stream, END_STREAM, and the fragments so far.
     continuing: Option<(u32, bool, Vec<u8>)>,
 }
 
 impl Driver {
     fn new(wr: WriteHalf<Box<dyn Io>>, notes: Notes) -> Self {
+        let mut encoder = loona_hpack::Encoder::new();
+        // Never refer to the dynamic table: whatever SETTINGS_HEADER_TABLE_SIZE the proxy announces, no entry of
+        // ours can be missing from its table.
+        encoder.set_max_table_size(0);
+        let mut decoder = loona_hpack::Decoder::new();
+        decoder.set_max_allowed_table_size(MAX_TABLE);
         Driver {
             wr,
             notes,
-            encoder: loona_hpack::Encoder::new(),
-            decoder: loona_hpack::Decoder::new(),
+            encoder,
+            decoder,
             streams: HashMap::new(),
             conn_window: 65_535,
             initial_window: 65_535,
             peer_max_frame: 16_384,
+            conn_unconsumed: 0,
             continuing: None,
         }
     }
@@ -337,7 +399,13 @@ impl Driver {
         }
     }
 
-    async fn run(mut self, mut rd: ReadHalf<Box<dyn Io>>, mut buf: BytesMut, mut rx: mpsc::Receiver<Cmd>) {
+    async fn run(
+        mut self,
+        mut rd: ReadHalf<Box<dyn Io>>,
+        mut buf: BytesMut,
+        mut rx: mpsc::Receiver<Cmd>,
+        mut consumed: mpsc::UnboundedReceiver<(u32, u32)>,
+    ) {
         let why = 'conn: loop {
             loop {
                 match take_frame(&mut buf) {
@@ -369,6 +437,11 @@ impl Driver {
                         break format!("connection failed: {e}");
                     },
                 },
+                Some((id, n)) = consumed.recv() => {
+                    if let Err(e) = self.give_back(id, n).await {
+                        break format!("connection failed: {e}");
+                    }
+                }
             }
         };
         self.notes.push(format!("h2 frames: {why}"));
@@ -378,25 +451,40 @@ impl Driver {
     /// Every stream still open ends with this error.
     fn fail_all(&mut self, why: &str) {
         for st in self.streams.values_mut() {
-            if let Some(tx) = st.tx.take() {
-                let _ = tx.try_send(Err(io::Error::new(io::ErrorKind::ConnectionReset, why.to_string())));
+            st.finish(Some(why.to_string()));
+        }
+    }
+
+    /// A reader consumed `n` bytes of stream `id`: that much window goes back, for the stream and the connection.
+    async fn give_back(&mut self, id: u32, n: u32) -> io::Result<()> {
+        self.conn_unconsumed = self.conn_unconsumed.saturating_sub(u64::from(n));
+        let mut out = frame(kind::WINDOW_UPDATE, 0, 0, &n.to_be_bytes());
+        if let Some(st) = self.streams.get_mut(&id) {
+            st.unconsumed = st.unconsumed.saturating_sub(u64::from(n));
+            if st.tx.is_some() {
+                out.extend(frame(kind::WINDOW_UPDATE, 0, id, &n.to_be_bytes()));
             }
         }
+        self.write(out).await
     }
 
     async fn on_cmd(&mut self, cmd: Cmd) -> io::Result<()> {
         match cmd {
             Cmd::Headers { stream, fields, end_stream, reply } => {
                 let block = self.encoder.encode(fields.iter().map(|(n, v)| (n.as_slice(), v.as_slice())));
-                if let Some(tx) = reply {
+                if let Some(r) = reply {
                     self.streams.insert(
                         stream,
                         StreamState {
-                            tx: Some(tx),
+                            tx: Some(r.tx),
+                            end: r.end,
+                            credit: r.credit,
                             responded: false,
                             send_window: self.initial_window,
                             queued: VecDeque::new(),
                             end_after: false,
+                            trailers: None,
+                            unconsumed: 0,
                         },
                     );
                 }
@@ -410,11 +498,19 @@ impl Driver {
                     let flags = if chunks.peek().is_none() { flag::END_HEADERS } else { 0 };
                     out.extend(frame(kind::CONTINUATION, flags, stream, chunk));
                 }
+                // HEADERS on a stream with DATA still waiting for window go after that DATA, in order.
+                if let Some(st) = self.streams.get_mut(&stream)
+                    && !st.queued.is_empty()
+                {
+                    st.trailers = Some(out);
+                    return Ok(());
+                }
                 self.write(out).await
             }
             Cmd::Data(stream, data) => {
-                if let Some(st) = self.streams.get_mut(&stream) {
-                    st.queued.push_back(data);
+                match self.streams.get_mut(&stream) {
+                    Some(st) => st.queued.push_back(data),
+                    None => self.notes.push(format!("h2 frames: DATA for stream #{stream} dropped (it was reset)")),
                 }
                 Ok(())
             }
@@ -425,14 +521,18 @@ impl Driver {
                 Ok(())
             }
             Cmd::Reset(stream) => {
+                // Not on a stream the proxy already reset (RFC 9113 §5.1: nothing but PRIORITY on a closed stream).
+                if self.streams.remove(&stream).is_none() {
+                    return Ok(());
+                }
                 self.notes.push(format!("h2 frames: RST_STREAM(CANCEL) sent on stream #{stream} (client reset)"));
-                self.streams.remove(&stream);
                 self.write(frame(kind::RST_STREAM, 0, stream, &8u32.to_be_bytes())).await
             }
         }
     }
 
-    /// Sends queued DATA as the windows allow, then END_STREAM where asked.
+    /// Sends queued DATA as the windows allow (giving the bytes back to the stream's send credit), then
+    /// END_STREAM or the waiting HEADERS where asked.
     async fn flush_queued(&mut self) -> io::Result<()> {
         let mut out = Vec::new();
         for (&id, st) in self.streams.iter_mut() {
@@ -448,9 +548,16 @@ impl Driver {
                 }
                 st.send_window -= n as i64;
                 self.conn_window -= n as i64;
+                st.credit.add_permits(n);
                 out.extend(frame(kind::DATA, 0, id, &chunk));
             }
-            if st.end_after && st.queued.is_empty() {
+            if !st.queued.is_empty() {
+                continue;
+            }
+            if let Some(trailers) = st.trailers.take() {
+                out.extend(trailers);
+            }
+            if st.end_after {
                 st.end_after = false;
                 out.extend(frame(kind::DATA, flag::END_STREAM, id, &[]));
                 self.notes.push(format!("h2 frames: END_STREAM sent on stream #{id} (half-close)"));
@@ -469,17 +576,37 @@ impl Driver {
         match f.kind {
             kind::DATA => {
                 let data = unpad(&f)?;
-                // Window back for the whole frame, padding included (RFC 9113 §6.9.1).
-                let n = f.payload.len() as u32;
-                if n > 0 {
-                    let mut out = frame(kind::WINDOW_UPDATE, 0, 0, &n.to_be_bytes());
-                    out.extend(frame(kind::WINDOW_UPDATE, 0, f.stream, &n.to_be_bytes()));
+                // The padding is never read: its window goes back at once (RFC 9113 §6.9.1: padding counts).
+                let padding = (f.payload.len() - data.len()) as u32;
+                let mut out = Vec::new();
+                let open = self.streams.get(&f.stream).is_some_and(|s| s.tx.is_some());
+                if !open {
+                    // DATA on a stream nobody reads any more: the connection's window goes back at once.
+                    let n = f.payload.len() as u32;
+                    if n > 0 {
+                        out.extend(frame(kind::WINDOW_UPDATE, 0, 0, &n.to_be_bytes()));
+                    }
+                } else if padding > 0 {
+                    out.extend(frame(kind::WINDOW_UPDATE, 0, 0, &padding.to_be_bytes()));
+                    out.extend(frame(kind::WINDOW_UPDATE, 0, f.stream, &padding.to_be_bytes()));
+                }
+                if !out.is_empty() {
                     self.write(out).await.map_err(|e| format!("connection failed: {e}"))?;
                 }
-                if let Some(tx) = self.streams.get(&f.stream).and_then(|s| s.tx.clone())
+                if let Some(st) = self.streams.get_mut(&f.stream)
+                    && let Some(tx) = &st.tx
                     && !data.is_empty()
                 {
-                    let _ = tx.send(Ok(data)).await;
+                    st.unconsumed += data.len() as u64;
+                    self.conn_unconsumed += data.len() as u64;
+                    if st.unconsumed > u64::from(WINDOW) || self.conn_unconsumed > u64::from(WINDOW) {
+                        return Err(format!(
+                            "connection failed: the proxy sent DATA beyond the flow-control window it was given \
+                             (stream #{}; RFC 9113 §6.9.1: a FLOW_CONTROL_ERROR)",
+                            f.stream
+                        ));
+                    }
+                    let _ = tx.send(Item::Data(data));
                 }
                 if f.flags & flag::END_STREAM != 0 {
                     self.end_stream(f.stream);
@@ -489,7 +616,7 @@ impl Driver {
                 let block = unpad(&f)?;
                 let end_stream = f.flags & flag::END_STREAM != 0;
                 if f.flags & flag::END_HEADERS != 0 {
-                    self.on_headers(f.stream, end_stream, &block).await?;
+                    self.on_headers(f.stream, end_stream, &block)?;
                 } else {
                     self.continuing = Some((f.stream, end_stream, block.to_vec()));
                 }
@@ -503,7 +630,7 @@ impl Driver {
                     return Err(format!("connection failed: a header block over {MAX_BLOCK} octets"));
                 }
                 if f.flags & flag::END_HEADERS != 0 {
-                    self.on_headers(stream, end_stream, &block).await?;
+                    self.on_headers(stream, end_stream, &block)?;
                 } else {
                     self.continuing = Some((stream, end_stream, block));
                 }
@@ -512,8 +639,8 @@ impl Driver {
                 let code = f.payload.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
                 let what = format!("RST_STREAM({}) received", code_name(code));
                 self.notes.push(format!("h2 frames: {what} on stream #{}", f.stream));
-                if let Some(tx) = self.streams.remove(&f.stream).and_then(|s| s.tx) {
-                    let _ = tx.try_send(Err(io::Error::new(io::ErrorKind::ConnectionReset, what)));
+                if let Some(mut st) = self.streams.remove(&f.stream) {
+                    st.finish(Some(what));
                 }
             }
             kind::SETTINGS if f.flags & flag::ACK == 0 => {
@@ -528,14 +655,14 @@ impl Driver {
                     f.payload.get(i..i + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0)
                 };
                 let last = word(0) & 0x7fff_ffff;
-                let code = code_name(word(4));
-                self.notes.push(format!("h2 frames: GOAWAY({code}), last stream #{last}"));
-                let what = format!("GOAWAY({code})");
+                let code = word(4);
+                self.notes.push(format!("h2 frames: GOAWAY({}), last stream #{last}", code_name(code)));
+                let what = format!("GOAWAY({})", code_name(code));
+                // A GOAWAY with an error code is a connection error: no stream of it goes on (RFC 9113 §5.4.1).
+                // With NO_ERROR, only the streams it never processed end.
                 for (id, st) in self.streams.iter_mut() {
-                    if *id > last
-                        && let Some(tx) = st.tx.take()
-                    {
-                        let _ = tx.try_send(Err(io::Error::new(io::ErrorKind::ConnectionReset, what.clone())));
+                    if code != 0 || *id > last {
+                        st.finish(Some(what.clone()));
                     }
                 }
             }
@@ -554,11 +681,25 @@ impl Driver {
     }
 
     /// A decoded header block: the response (rendered as a head), an interim response (noted), or trailers.
-    async fn on_headers(&mut self, stream: u32, end_stream: bool, block: &[u8]) -> Result<(), String> {
-        let fields = self
-            .decoder
-            .decode(block)
+    fn on_headers(&mut self, stream: u32, end_stream: bool, block: &[u8]) -> Result<(), String> {
+        // Decoded with a bound: a proxy's block of small references to large table entries would otherwise
+        // expand without limit.
+        let mut fields = Vec::new();
+        let mut size = 0usize;
+        self.decoder
+            .decode_with_cb(block, |n, v| {
+                size += n.len() + v.len() + 32;
+                if size <= MAX_HEADER_LIST {
+                    fields.push((n.into_owned(), v.into_owned()));
+                }
+            })
             .map_err(|e| format!("connection failed: the proxy's header block does not decode (HPACK): {e:?}"))?;
+        if size > MAX_HEADER_LIST {
+            return Err(format!(
+                "connection failed: the proxy's header list is over {MAX_HEADER_LIST} octets \
+                 (SETTINGS_MAX_HEADER_LIST_SIZE)"
+            ));
+        }
         let status = fields.iter().find(|(n, _)| n == b":status").map(|(_, v)| String::from_utf8_lossy(v).into_owned());
         let Some(st) = self.streams.get_mut(&stream) else {
             return Ok(());
@@ -584,8 +725,8 @@ impl Driver {
                 head.extend_from_slice(b"\r\n");
             }
             head.extend_from_slice(b"\r\n");
-            if let Some(tx) = st.tx.clone() {
-                let _ = tx.send(Ok(Bytes::from(head))).await;
+            if let Some(tx) = &st.tx {
+                let _ = tx.send(Item::Head(Bytes::from(head)));
             }
         }
         if end_stream {
@@ -596,7 +737,7 @@ impl Driver {
 
     fn end_stream(&mut self, stream: u32) {
         if let Some(st) = self.streams.get_mut(&stream)
-            && st.tx.take().is_some()
+            && st.finish(None)
         {
             self.notes.push(format!("h2 frames: END_STREAM received on stream #{stream}"));
         }
@@ -606,9 +747,14 @@ impl Driver {
 /// One stream of a [`FrameSession`] as a byte stream (see the module documentation).
 pub struct FrameStream {
     id: u32,
-    rx: mpsc::Receiver<io::Result<Bytes>>,
+    rx: mpsc::UnboundedReceiver<Item>,
+    /// The error the stream ended with, read once its queued bytes are.
+    end: Arc<Mutex<Option<String>>>,
+    consumed: mpsc::UnboundedSender<(u32, u32)>,
     pending: Bytes,
     tx: PollSender<Cmd>,
+    /// Bytes this stream may still queue for sending (given back as DATA goes out).
+    credit: PollSemaphore,
     ended: bool,
     /// Where a RST_STREAM(CANCEL) goes when the stream is dropped without END_STREAM.
     reset_on_drop: Option<mpsc::Sender<Cmd>>,
@@ -635,9 +781,18 @@ impl AsyncRead for FrameStream {
             }
             match self.rx.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-                Poll::Ready(Some(Ok(data))) => self.pending = data,
+                Poll::Ready(None) => {
+                    let error = self.end.lock().ok().and_then(|mut e| e.take());
+                    return Poll::Ready(match error {
+                        Some(e) => Err(io::Error::new(io::ErrorKind::ConnectionReset, e)),
+                        None => Ok(()),
+                    });
+                }
+                Poll::Ready(Some(Item::Head(head))) => self.pending = head,
+                Poll::Ready(Some(Item::Data(data))) => {
+                    let _ = self.consumed.send((self.id, data.len() as u32));
+                    self.pending = data;
+                }
             }
         }
     }
@@ -649,17 +804,22 @@ impl AsyncWrite for FrameStream {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "END_STREAM already sent")));
         }
         let closed = || io::Error::new(io::ErrorKind::BrokenPipe, "the HTTP/2 connection ended");
+        let n = buf.len().min(MAX_FRAME);
         match self.tx.poll_reserve(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(_)) => Poll::Ready(Err(closed())),
-            Poll::Ready(Ok(())) => {
-                let n = buf.len().min(MAX_FRAME);
-                let id = self.id;
-                match self.tx.send_item(Cmd::Data(id, Bytes::copy_from_slice(&buf[..n]))) {
-                    Ok(()) => Poll::Ready(Ok(n)),
-                    Err(_) => Poll::Ready(Err(closed())),
-                }
-            }
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(_)) => return Poll::Ready(Err(closed())),
+            Poll::Ready(Ok(())) => {}
+        }
+        // Wait while this stream has SEND_BUFFER bytes queued beyond the proxy's windows.
+        match self.credit.poll_acquire_many(cx, n as u32) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => return Poll::Ready(Err(closed())),
+            Poll::Ready(Some(permit)) => permit.forget(),
+        }
+        let id = self.id;
+        match self.tx.send_item(Cmd::Data(id, Bytes::copy_from_slice(&buf[..n]))) {
+            Ok(()) => Poll::Ready(Ok(n)),
+            Err(_) => Poll::Ready(Err(closed())),
         }
     }
 

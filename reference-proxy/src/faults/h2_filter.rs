@@ -57,8 +57,18 @@ impl<T> HeaderFilter<T> {
             raw: BytesMut::new(),
             out: BytesMut::new(),
             preface_done: false,
-            decoder: loona_hpack::Decoder::new(),
-            encoder: loona_hpack::Encoder::new(),
+            decoder: {
+                // Bounded as the client's SETTINGS let it be (the default 4096), not as the peer asks.
+                let mut d = loona_hpack::Decoder::new();
+                d.set_max_allowed_table_size(4096);
+                d
+            },
+            encoder: {
+                // Never refers to its dynamic table, so the crate's decoder cannot disagree with it.
+                let mut e = loona_hpack::Encoder::new();
+                e.set_max_table_size(0);
+                e
+            },
             block: None,
         }
     }
