@@ -80,29 +80,27 @@ impl ProxyPath {
         crate::scenario::h2::split_field(line.as_bytes()).into_iter().collect()
     }
 
-    /// A new HTTP/2 connection to the proxy (TLS with ALPN h2, or h2c with prior knowledge).
-    pub async fn h2_session(&self, deadline: Instant) -> Result<client::h2::H2Session, OpenError> {
-        let s = match client::connect_tcp(self.ep.addr, deadline).await {
-            Ok(s) => s,
-            Err(client::ConnectError::Timeout(_)) => return Err(OpenError::Timeout),
-            Err(e) => return Err(OpenError::Connect(e.to_string())),
+    /// A connection to the proxy: TCP, then TLS where the path has it (checking that ALPN selected h2 on the
+    /// h2 transport).
+    async fn connect(&self, deadline: Instant, reset: bool) -> Result<Box<dyn Io>, OpenError> {
+        let s = tcp(self.ep.addr, deadline, reset).await?;
+        let Some((config, name)) = &self.tls else {
+            return Ok(Box::new(s));
         };
-        let io: Box<dyn Io> = match &self.tls {
-            None => Box::new(s),
-            Some((config, name)) => {
-                let c = tokio_rustls::TlsConnector::from(config.clone());
-                match timeout_at(deadline, c.connect(name.clone(), s)).await {
-                    Err(_) => return Err(OpenError::Timeout),
-                    Ok(Err(e)) => return Err(OpenError::Tls(e.to_string())),
-                    Ok(Ok(t)) => {
-                        if t.get_ref().1.alpn_protocol() != Some(b"h2") {
-                            return Err(OpenError::Tls("the proxy did not select h2 in ALPN".into()));
-                        }
-                        Box::new(t)
-                    }
-                }
+        let c = tokio_rustls::TlsConnector::from(config.clone());
+        match timeout_at(deadline, c.connect(name.clone(), s)).await {
+            Err(_) => Err(OpenError::Timeout),
+            Ok(Err(e)) => Err(OpenError::Tls(e.to_string())),
+            Ok(Ok(t)) if self.ep.transport == Transport::H2 && t.get_ref().1.alpn_protocol() != Some(b"h2") => {
+                Err(OpenError::Tls("the proxy did not select h2 in ALPN".into()))
             }
-        };
+            Ok(Ok(t)) => Ok(Box::new(t)),
+        }
+    }
+
+    /// A new HTTP/2 connection to the proxy (TLS with ALPN h2, or h2c with prior knowledge).
+    pub async fn h2_session(&self, deadline: Instant, reset: bool) -> Result<client::h2::H2Session, OpenError> {
+        let io = self.connect(deadline, reset).await?;
         client::h2::H2Session::handshake(io, deadline).await.map_err(|e| match e {
             client::h2::H2Error::HandshakeTimeout => OpenError::Timeout,
             e => OpenError::H2(e.to_string()),
@@ -219,6 +217,20 @@ impl OriginAddrs {
     }
 }
 
+/// A TCP connection by `deadline`; with `reset`, closing it resets it (SO_LINGER 0) instead of TIME_WAIT.
+async fn tcp(addr: SocketAddr, deadline: Instant, reset: bool) -> Result<tokio::net::TcpStream, OpenError> {
+    match client::connect_tcp(addr, deadline).await {
+        Ok(s) => {
+            if reset {
+                let _ = socket2::SockRef::from(&s).set_linger(Some(std::time::Duration::ZERO));
+            }
+            Ok(s)
+        }
+        Err(client::ConnectError::Timeout(_)) => Err(OpenError::Timeout),
+        Err(e) => Err(OpenError::Connect(e.to_string())),
+    }
+}
+
 /// Opens a stream to origin `to` along `route`, by `deadline`. With `reset`, closing the stream resets the
 /// TCP connection (SO_LINGER 0) instead of leaving it in TIME_WAIT.
 pub async fn open(
@@ -228,47 +240,24 @@ pub async fn open(
     deadline: Instant,
     reset: bool,
 ) -> Result<Box<dyn Io>, OpenError> {
-    let tcp = |addr: SocketAddr| async move {
-        match client::connect_tcp(addr, deadline).await {
-            Ok(s) => {
-                if reset {
-                    let _ = socket2::SockRef::from(&s).set_linger(Some(std::time::Duration::ZERO));
-                }
-                Ok(s)
-            }
-            Err(client::ConnectError::Timeout(_)) => Err(OpenError::Timeout),
-            Err(e) => Err(OpenError::Connect(e.to_string())),
-        }
-    };
     match route {
-        Route::Direct => Ok(Box::new(tcp(origins.of(to)).await?)),
+        Route::Direct => Ok(Box::new(tcp(origins.of(to), deadline, reset).await?)),
         Route::Yardstick(relays) => {
             let i = match to {
                 To::Sink => 0,
                 To::Source => 1,
                 To::Echo => 2,
             };
-            Ok(Box::new(tcp(relays[i]).await?))
+            Ok(Box::new(tcp(relays[i], deadline, reset).await?))
         }
         Route::Proxy(p) if p.ep.transport.is_h2() => {
             // One tunnel, one HTTP/2 connection (the multi-stream throughput runs share one: see throughput.rs).
-            let mut session = p.h2_session(deadline).await?;
+            let mut session = p.h2_session(deadline, reset).await?;
             let stream = p.h2_stream(&mut session, origins.of(to), deadline).await?;
             Ok(Box::new(Owned { stream, _session: session }))
         }
         Route::Proxy(p) => {
-            let s = tcp(p.ep.addr).await?;
-            let mut io: Box<dyn Io> = match &p.tls {
-                None => Box::new(s),
-                Some((config, name)) => {
-                    let c = tokio_rustls::TlsConnector::from(config.clone());
-                    match timeout_at(deadline, c.connect(name.clone(), s)).await {
-                        Err(_) => return Err(OpenError::Timeout),
-                        Ok(Err(e)) => return Err(OpenError::Tls(e.to_string())),
-                        Ok(Ok(t)) => Box::new(t),
-                    }
-                }
-            };
+            let mut io = p.connect(deadline, reset).await?;
             let target = origins.of(to);
             let req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{}\r\n", p.auth);
             match timeout_at(deadline, io.write_all(req.as_bytes())).await {

@@ -118,7 +118,7 @@ async fn streams(
     lim: Limits,
 ) -> Result<Duration, TransferError> {
     let open_deadline = Instant::now() + open_timeout;
-    let mut session = p.h2_session(open_deadline).await?;
+    let mut session = p.h2_session(open_deadline, false).await?;
     let mut ios = Vec::with_capacity(p.streams);
     for _ in 0..p.streams {
         ios.push(p.h2_stream(&mut session, origins.of(dir.origin()), open_deadline).await?);

@@ -281,13 +281,20 @@ pub struct H2Stream {
     ended: bool,
 }
 
+/// Moves what fits of `pending` into `buf`; false when there was nothing pending.
+pub(super) fn take_pending(pending: &mut Bytes, buf: &mut ReadBuf<'_>) -> bool {
+    if pending.is_empty() {
+        return false;
+    }
+    let n = pending.len().min(buf.remaining());
+    buf.put_slice(&pending.split_to(n));
+    true
+}
+
 impl AsyncRead for H2Stream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
-            if !self.pending.is_empty() {
-                let n = self.pending.len().min(buf.remaining());
-                let chunk = self.pending.split_to(n);
-                buf.put_slice(&chunk);
+            if take_pending(&mut self.pending, buf) {
                 return Poll::Ready(Ok(()));
             }
             match self.rx.poll_recv(cx) {

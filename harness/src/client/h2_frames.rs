@@ -773,10 +773,7 @@ impl Drop for FrameStream {
 impl AsyncRead for FrameStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
-            if !self.pending.is_empty() {
-                let n = self.pending.len().min(buf.remaining());
-                let chunk = self.pending.split_to(n);
-                buf.put_slice(&chunk);
+            if super::h2::take_pending(&mut self.pending, buf) {
                 return Poll::Ready(Ok(()));
             }
             match self.rx.poll_recv(cx) {

@@ -464,7 +464,7 @@ pub struct ExpectEof {
     #[serde(default)]
     pub timeout_ms: Option<u64>,
     /// The end must be an error (a reset) whose description contains this, e.g. "RST_STREAM(CONNECT_ERROR)" on
-    /// the HTTP/2 transports; a clean EOF is then a mismatch. Without it, either end passes.
+    /// the HTTP/2 transports ("" takes any error); a clean EOF is then a mismatch. Without it, either end passes.
     #[serde(default)]
     pub error: Option<String>,
     #[serde(default)]
