@@ -229,6 +229,9 @@ faults! {
     /// HTTP/2: an extended CONNECT (RFC 8441, `:protocol`) without the setting is taken as a plain CONNECT to its
     /// `:authority` (`:protocol`, `:scheme` and `:path` rewritten away before the h2 crate, which refuses it).
     H2ExtendedConnectTunnels = "h2-extended-connect-tunnels",
+    /// HTTP/2: ignore the client's stream flow-control window: send as if it had granted 16 MiB (the client's
+    /// SETTINGS_INITIAL_WINDOW_SIZE is rewritten before the h2 crate, which otherwise honours it).
+    H2IgnoreFlowControl = "h2-ignore-flow-control",
 }
 
 impl std::fmt::Display for Fault {
@@ -755,33 +758,38 @@ impl Hooks for FaultHooks {
         let by_host = self.has(Fault::RouteByHost);
         let lenient = self.has(Fault::H2LenientFields);
         let extended = self.has(Fault::H2ExtendedConnectTunnels);
-        if !scheme_path && !connection && !by_host && !lenient && !extended {
+        let window = self.has(Fault::H2IgnoreFlowControl).then_some(16 * 1024 * 1024);
+        if !scheme_path && !connection && !by_host && !lenient && !extended && window.is_none() {
             return io;
         }
-        Box::new(h2_filter::HeaderFilter::new(io, move |fields: h2_filter::Fields| {
-            let has_protocol = fields.iter().any(|(n, _)| n == b":protocol");
-            let ignored = |name: &[u8], value: &[u8]| {
-                (scheme_path && (name == b":scheme" || name == b":path"))
-                    || (extended && has_protocol && matches!(name, b":protocol" | b":scheme" | b":path"))
-                    || (connection
-                        && (h2_filter::CONNECTION_SPECIFIC.contains(&name) || (name == b"te" && value != b"trailers")))
-            };
-            let invalid = |value: &[u8]| value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0));
-            let mut fields: h2_filter::Fields = fields
-                .into_iter()
-                .filter(|(n, v)| !(ignored(n, v) || (lenient && invalid(v))))
-                .map(|(n, v)| if lenient { (n.to_ascii_lowercase(), v) } else { (n, v) })
-                .collect();
-            // route-by-host: a stream without :authority goes where its Host field says.
-            if by_host
-                && !fields.iter().any(|(n, _)| n == b":authority")
-                && let Some((_, host)) = fields.iter().find(|(n, _)| n == b"host")
-            {
-                let authority = (b":authority".to_vec(), host.clone());
-                fields.insert(1.min(fields.len()), authority);
-            }
-            fields
-        }))
+        Box::new(
+            h2_filter::HeaderFilter::new(io, move |fields: h2_filter::Fields| {
+                let has_protocol = fields.iter().any(|(n, _)| n == b":protocol");
+                let ignored = |name: &[u8], value: &[u8]| {
+                    (scheme_path && (name == b":scheme" || name == b":path"))
+                        || (extended && has_protocol && matches!(name, b":protocol" | b":scheme" | b":path"))
+                        || (connection
+                            && (h2_filter::CONNECTION_SPECIFIC.contains(&name)
+                                || (name == b"te" && value != b"trailers")))
+                };
+                let invalid = |value: &[u8]| value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0));
+                let mut fields: h2_filter::Fields = fields
+                    .into_iter()
+                    .filter(|(n, v)| !(ignored(n, v) || (lenient && invalid(v))))
+                    .map(|(n, v)| if lenient { (n.to_ascii_lowercase(), v) } else { (n, v) })
+                    .collect();
+                // route-by-host: a stream without :authority goes where its Host field says.
+                if by_host
+                    && !fields.iter().any(|(n, _)| n == b":authority")
+                    && let Some((_, host)) = fields.iter().find(|(n, _)| n == b"host")
+                {
+                    let authority = (b":authority".to_vec(), host.clone());
+                    fields.insert(1.min(fields.len()), authority);
+                }
+                fields
+            })
+            .with_window(window),
+        )
     }
 }
 

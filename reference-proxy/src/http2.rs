@@ -389,7 +389,11 @@ async fn tunnel(
     };
     let mut recv = recv;
     if !shared.hooks.forward_early_data() {
-        // `drop-early-data`: what the client sent before the 200 is discarded.
+        // `drop-early-data`: what the client sent with its request is discarded: the first DATA (awaited, so the
+        // fault does not depend on whether it arrived before the 200), then whatever else is already here.
+        if let Ok(Some(Ok(data))) = timeout(Duration::from_secs(1), recv.data()).await {
+            let _ = recv.flow_control().release_capacity(data.len());
+        }
         while let Some(Some(Ok(data))) = std::future::poll_fn(|cx| {
             std::task::Poll::Ready(match recv.poll_data(cx) {
                 std::task::Poll::Ready(x) => Some(x),

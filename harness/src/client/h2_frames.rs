@@ -165,6 +165,11 @@ enum Cmd {
     Data(u32, Bytes),
     End(u32),
     Reset(u32),
+    /// SETTINGS_INITIAL_WINDOW_SIZE for the streams opened after the proxy acknowledged it; `ack` hears of that.
+    Window {
+        size: u32,
+        ack: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 /// A new stream's ends inside the connection task: where its bytes go, where its terminal error is left (so it
@@ -288,6 +293,23 @@ impl FrameSession {
         }))
     }
 
+    /// Announces SETTINGS_INITIAL_WINDOW_SIZE `size` for the streams opened from now on and waits until the proxy
+    /// acknowledged it; from then a stream's DATA beyond `size` unread bytes ends the connection (the proxy broke
+    /// flow control, RFC 9113 §6.9.1).
+    pub async fn stream_window(&mut self, size: u32, deadline: Instant) -> Result<(), H2Error> {
+        let (ack, acked) = tokio::sync::oneshot::channel();
+        match timeout_at(deadline, self.cmd.send(Cmd::Window { size, ack })).await {
+            Err(_) => return Err(H2Error::ReadyTimeout),
+            Ok(Err(_)) => return Err(H2Error::NotReady("the HTTP/2 connection has ended".into())),
+            Ok(Ok(())) => {}
+        }
+        match timeout_at(deadline, acked).await {
+            Err(_) => Err(H2Error::NotReady("the proxy did not acknowledge the SETTINGS before the deadline".into())),
+            Ok(Err(_)) => Err(H2Error::NotReady("the HTTP/2 connection ended before the SETTINGS ACK".into())),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
     /// Ends the whole connection (no GOAWAY, like an HTTP/1.1 close).
     pub fn close(&self) {
         self.driver.abort();
@@ -321,8 +343,10 @@ struct StreamState {
     queued: VecDeque<Bytes>,
     end_after: bool,
     trailers: Option<Vec<u8>>,
-    /// DATA delivered to the reader and not yet consumed (what the proxy may still send is WINDOW minus this).
+    /// DATA delivered to the reader and not yet consumed (what the proxy may still send is `window` minus this).
     unconsumed: u64,
+    /// This stream's receive window.
+    window: u32,
 }
 
 impl StreamState {
@@ -349,6 +373,10 @@ struct Driver {
     peer_max_frame: usize,
     /// DATA delivered on all streams and not yet consumed.
     conn_unconsumed: u64,
+    /// The receive window of a new stream (SETTINGS_INITIAL_WINDOW_SIZE, once acknowledged), and one sent and not
+    /// yet acknowledged with who waits for it.
+    stream_window: u32,
+    window_pending: Option<(u32, tokio::sync::oneshot::Sender<()>)>,
     /// A header block being continued: its stream, END_STREAM, and the fragments so far.
     continuing: Option<(u32, bool, Vec<u8>)>,
 }
@@ -371,6 +399,8 @@ impl Driver {
             initial_window: 65_535,
             peer_max_frame: 16_384,
             conn_unconsumed: 0,
+            stream_window: WINDOW,
+            window_pending: None,
             continuing: None,
         }
     }
@@ -485,6 +515,11 @@ impl Driver {
                             end_after: false,
                             trailers: None,
                             unconsumed: 0,
+                            // Before the proxy acknowledged a new size, it may still use the larger of the two.
+                            window: self
+                                .window_pending
+                                .as_ref()
+                                .map_or(self.stream_window, |(n, _)| (*n).max(self.stream_window)),
                         },
                     );
                 }
@@ -519,6 +554,13 @@ impl Driver {
                     st.end_after = true;
                 }
                 Ok(())
+            }
+            Cmd::Window { size, ack } => {
+                let mut payload = vec![0, 4];
+                payload.extend_from_slice(&size.to_be_bytes());
+                self.notes.push(format!("h2 frames: SETTINGS sent: SETTINGS_INITIAL_WINDOW_SIZE {size}"));
+                self.window_pending = Some((size, ack));
+                self.write(frame(kind::SETTINGS, 0, 0, &payload)).await
             }
             Cmd::Reset(stream) => {
                 // Not on a stream the proxy already reset (RFC 9113 §5.1: nothing but PRIORITY on a closed stream).
@@ -599,7 +641,7 @@ impl Driver {
                 {
                     st.unconsumed += data.len() as u64;
                     self.conn_unconsumed += data.len() as u64;
-                    if st.unconsumed > u64::from(WINDOW) || self.conn_unconsumed > u64::from(WINDOW) {
+                    if st.unconsumed > u64::from(st.window) || self.conn_unconsumed > u64::from(WINDOW) {
                         return Err(format!(
                             "connection failed: the proxy sent DATA beyond the flow-control window it was given \
                              (stream #{}; RFC 9113 §6.9.1: a FLOW_CONTROL_ERROR)",
@@ -646,6 +688,13 @@ impl Driver {
             kind::SETTINGS if f.flags & flag::ACK == 0 => {
                 self.settings(&f.payload);
                 self.write(frame(kind::SETTINGS, flag::ACK, 0, &[])).await.map_err(|e| e.to_string())?;
+            }
+            kind::SETTINGS => {
+                if let Some((size, ack)) = self.window_pending.take() {
+                    self.stream_window = size;
+                    self.notes.push(format!("h2 frames: the proxy acknowledged SETTINGS_INITIAL_WINDOW_SIZE {size}"));
+                    let _ = ack.send(());
+                }
             }
             kind::PING if f.flags & flag::ACK == 0 => {
                 self.write(frame(kind::PING, flag::ACK, 0, &f.payload)).await.map_err(|e| e.to_string())?;

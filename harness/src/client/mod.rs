@@ -251,6 +251,17 @@ impl Conn {
         Ok(stream)
     }
 
+    /// Announces a stream receive window for the streams opened from now on (the harness's own frame writer),
+    /// once the proxy acknowledged it.
+    pub async fn h2_stream_window(&mut self, size: u32, deadline: Instant) -> Result<(), h2::H2Error> {
+        let Some(H2::Frames(session)) = self.h2.as_mut() else {
+            return Err(h2::H2Error::Request("not an HTTP/2 connection of the harness's own frame writer".into()));
+        };
+        let r = session.stream_window(size, deadline).await;
+        self.drain_notes();
+        r
+    }
+
     /// Sends a HEADERS frame with exactly these fields (the harness's own frame writer; the connection must
     /// have been started with `frames`): on a new stream, which becomes the one the steps read and write, or on
     /// the current stream.

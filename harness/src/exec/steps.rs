@@ -112,6 +112,16 @@ pub(super) async fn run(st: &mut State<'_>, index: usize, step: &Step) -> StepRe
         Step::Parent(c) => parent_check::parent_check(st, index, c).await,
         Step::H2Headers(h) => h2_headers(st, h, index, kind).await,
         Step::H2Parallel(p) => super::h2_parallel::run(st, p, index, kind).await,
+        Step::H2Window(n) => {
+            let deadline = st.deadline(None);
+            match st.conn.h2_stream_window(*n, deadline).await {
+                Ok(()) => ok(format!("SETTINGS_INITIAL_WINDOW_SIZE {n} announced and acknowledged")),
+                Err(e @ crate::client::h2::H2Error::Request(_)) => {
+                    StepReport::new(index, kind, lvl, StepResult::Error, e.to_string())
+                }
+                Err(e) => StepReport::new(index, kind, lvl, StepResult::Mismatch, e.to_string()),
+            }
+        }
     }
 }
 

@@ -303,12 +303,17 @@ pub fn validate(s: &Scenario) -> Vec<(String, String)> {
         {
             errs.push((format!("step[{i}].h2_parallel.streams"), format!("{}: between 2 and 64", p.streams)));
         }
+        if let Step::H2Window(n) = step
+            && !(1..=0x7fff_ffff).contains(n)
+        {
+            errs.push((format!("step[{i}].h2_window"), format!("{n}: between 1 and 2^31-1 (RFC 9113 §6.5.2)")));
+        }
     }
     let h2_only = s.uses_h2_frames() || s.steps.iter().any(|st| matches!(st, Step::H2Parallel(_)));
     if h2_only && !s.transports.iter().all(|t| t.is_h2()) {
         errs.push((
             "transports".into(),
-            "a scenario with h2_headers or h2_parallel steps runs only on HTTP/2: set transports = [\"h2\", \"h2c\"]"
+            "a scenario with h2_headers, h2_window or h2_parallel steps runs only on HTTP/2: set transports = [\"h2\", \"h2c\"]"
                 .into(),
         ));
     }

@@ -184,10 +184,10 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// Whether the scenario writes HEADERS frames of its own (`h2_headers`): its connection then runs through
+    /// Whether the scenario writes frames of its own (`h2_headers`, `h2_window`): its connection then runs through
     /// the harness's frame writer instead of the `h2` crate.
     pub fn uses_h2_frames(&self) -> bool {
-        self.steps.iter().any(|s| matches!(s, Step::H2Headers(_)))
+        self.steps.iter().any(|s| matches!(s, Step::H2Headers(_) | Step::H2Window(_)))
     }
 }
 

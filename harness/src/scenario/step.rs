@@ -45,6 +45,9 @@ pub enum Step {
     /// HTTP/2 only: several CONNECT streams on the connection, the first one stalled (the harness sends into it
     /// and never reads), echoes on the others at once (RFC 9113 §5.2).
     H2Parallel(H2Parallel),
+    /// HTTP/2 only: announce SETTINGS_INITIAL_WINDOW_SIZE for the streams opened after it (the harness's own frame
+    /// writer), once the proxy acknowledged it; a stream's DATA beyond it then ends the connection.
+    H2Window(u32),
 }
 
 impl Step {
@@ -67,6 +70,7 @@ impl Step {
             Step::Parent(_) => "parent",
             Step::H2Headers(_) => "h2_headers",
             Step::H2Parallel(_) => "h2_parallel",
+            Step::H2Window(_) => "h2_window",
         }
     }
 }

@@ -24,6 +24,8 @@ pub(super) const CONNECTION_SPECIFIC: [&[u8]; 5] =
 const PREFACE_LEN: usize = 24;
 const HEADERS: u8 = 0x1;
 const CONTINUATION: u8 = 0x9;
+const SETTINGS: u8 = 0x4;
+const ACK: u8 = 0x1;
 const END_STREAM: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 const PADDED: u8 = 0x8;
@@ -47,6 +49,9 @@ pub(super) struct HeaderFilter<T> {
     encoder: loona_hpack::Encoder<'static>,
     /// A header block waiting for END_HEADERS: its stream, END_STREAM and the fragments so far.
     block: Option<(u32, bool, Vec<u8>)>,
+    /// The `h2-ignore-flow-control` fault: the client's SETTINGS_INITIAL_WINDOW_SIZE replaced by this, so the
+    /// proxy sends as if the client had granted it.
+    window: Option<u32>,
 }
 
 impl<T> HeaderFilter<T> {
@@ -70,7 +75,14 @@ impl<T> HeaderFilter<T> {
                 e
             },
             block: None,
+            window: None,
         }
+    }
+
+    /// Replaces the client's SETTINGS_INITIAL_WINDOW_SIZE with `window`.
+    pub(super) fn with_window(mut self, window: Option<u32>) -> Self {
+        self.window = window;
+        self
     }
 
     /// Moves every whole frame from `raw` to `out`, rewriting header blocks.
@@ -108,6 +120,17 @@ impl<T> HeaderFilter<T> {
                     if let Some((_, _, b)) = self.block.as_mut() {
                         b.extend_from_slice(payload);
                     }
+                }
+                SETTINGS if flags & ACK == 0 && self.window.is_some() => {
+                    let mut frame = frame.to_vec();
+                    let big = self.window.unwrap_or_default().to_be_bytes();
+                    for entry in frame[9..].chunks_exact_mut(6) {
+                        if entry[..2] == [0, 4] {
+                            entry[2..].copy_from_slice(&big);
+                        }
+                    }
+                    self.out.extend_from_slice(&frame);
+                    continue;
                 }
                 _ => {
                     self.out.extend_from_slice(&frame);
