@@ -310,6 +310,20 @@ impl FrameSession {
         }
     }
 
+    /// A well-formed CONNECT stream, the request the `h2` crate would send: `:method`, `:authority`, then the
+    /// fields.
+    pub async fn connect(
+        &mut self,
+        authority: &str,
+        fields: &[(String, Vec<u8>)],
+        deadline: Instant,
+    ) -> Result<FrameStream, H2Error> {
+        let mut all =
+            vec![(b":method".to_vec(), b"CONNECT".to_vec()), (b":authority".to_vec(), authority.as_bytes().to_vec())];
+        all.extend(fields.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.clone())));
+        self.headers(all, false, false, deadline).await?.ok_or_else(|| H2Error::Request("no stream opened".into()))
+    }
+
     /// Ends the whole connection (no GOAWAY, like an HTTP/1.1 close).
     pub fn close(&self) {
         self.driver.abort();

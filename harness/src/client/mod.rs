@@ -205,15 +205,9 @@ impl Conn {
                 Box::new(stream?)
             }
             Some(H2::Frames(session)) => {
-                // The same request the crate would send: :method, :authority, then the fields.
-                let mut all = vec![
-                    (b":method".to_vec(), b"CONNECT".to_vec()),
-                    (b":authority".to_vec(), authority.as_bytes().to_vec()),
-                ];
-                all.extend(fields.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.clone())));
-                let stream = session.headers(all, false, false, deadline).await;
+                let stream = session.connect(authority, fields, deadline).await;
                 self.drain_notes();
-                let mut stream = stream?.ok_or_else(|| h2::H2Error::Request("no stream opened".into()))?;
+                let mut stream = stream?;
                 if !early.is_empty() {
                     stream.write_all(&early).await.map_err(|e| h2::H2Error::NotReady(e.to_string()))?;
                 }
@@ -237,15 +231,7 @@ impl Conn {
         let stream: Box<dyn Io> = match self.h2.as_mut() {
             None => return Err(h2::H2Error::Request("not an HTTP/2 connection".into())),
             Some(H2::Crate(session)) => Box::new(session.connect(authority, fields, Vec::new(), deadline).await?),
-            Some(H2::Frames(session)) => {
-                let mut all = vec![
-                    (b":method".to_vec(), b"CONNECT".to_vec()),
-                    (b":authority".to_vec(), authority.as_bytes().to_vec()),
-                ];
-                all.extend(fields.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.clone())));
-                let stream = session.headers(all, false, false, deadline).await?;
-                Box::new(stream.ok_or_else(|| h2::H2Error::Request("no stream opened".into()))?)
-            }
+            Some(H2::Frames(session)) => Box::new(session.connect(authority, fields, deadline).await?),
         };
         self.drain_notes();
         Ok(stream)
